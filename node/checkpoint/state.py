@@ -1,0 +1,70 @@
+"""The shared state (θ, outer momentum) on disk and on the wire, as safetensors.
+
+Downloaded states are untrusted: `parse_state` accepts exactly the two
+expected flat float32 tensors of the expected length, and the caller compares
+the resulting hash with one a permitted validator signed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from node.outer.optimizer import OuterState
+
+HEADER_ALLOWANCE = 4096
+
+
+class StateError(ValueError):
+    """Bytes that are not a state of this run's model."""
+
+
+def max_state_bytes(numel: int) -> int:
+    return 2 * 4 * numel + HEADER_ALLOWANCE
+
+
+def serialize_state(state: OuterState, round_: int) -> bytes:
+    return st_save({"theta": state.theta, "momentum": state.momentum}, metadata={"round": str(round_)})
+
+
+def parse_state(data: bytes, numel: int) -> OuterState:
+    if len(data) > max_state_bytes(numel):
+        raise StateError(f"state of {len(data)} bytes exceeds {max_state_bytes(numel)}")
+    try:
+        tensors = st_load(bytes(data))
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise StateError(f"not a safetensors state: {e}") from None
+    if set(tensors) != {"theta", "momentum"}:
+        raise StateError(f"unexpected tensors {sorted(tensors)[:4]}")
+    for name, tensor in tensors.items():
+        if tensor.dtype != torch.float32 or tuple(tensor.shape) != (numel,):
+            raise StateError(f"{name}: {tensor.dtype} {tuple(tensor.shape)}, expected float32 ({numel},)")
+        if not bool(torch.isfinite(tensor).all()):
+            raise StateError(f"{name}: non-finite values")
+    return OuterState(theta=tensors["theta"], momentum=tensors["momentum"])
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write-then-rename, so a crash leaves the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

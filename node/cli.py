@@ -1,0 +1,146 @@
+"""`gradswarm`: one binary for GPU owners, bootstrap maintainers and anyone trying it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from node.config import ConfigError, NodeConfig, RunSpec
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("hivemind", "asyncio", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def open_chain(spec: RunSpec):
+    from node.chain import DevChain
+
+    if spec.chain.kind == "dev":
+        return DevChain(spec.chain.path)
+    if spec.chain.kind == "bittensor":
+        from node.chain.bittensor_adapter import BittensorChain
+
+        return BittensorChain(network=spec.chain.network, netuid=spec.chain.netuid)
+    raise ConfigError(f"chain.kind must be 'dev' or 'bittensor', not {spec.chain.kind!r}")
+
+
+def _wallet_root(config: NodeConfig) -> Path:
+    from node.keys import DEFAULT_WALLET_ROOT
+
+    return Path(config.wallet_root).expanduser() if config.wallet_root else DEFAULT_WALLET_ROOT
+
+
+def cmd_node_run(args: argparse.Namespace) -> int:
+    from node.config import load_run_file
+    from node.keys import load_hotkey
+    from node.service import SwarmNode
+
+    spec, config = load_run_file(Path(args.config))
+    keypair = load_hotkey(config.wallet, config.hotkey, _wallet_root(config))
+    chain = open_chain(spec)
+    if chain.neuron(keypair.ss58_address) is None:
+        print(f"hotkey {keypair.ss58_address} is not registered on the subnet", file=sys.stderr)
+        return 2
+    node = SwarmNode(spec, config, keypair, chain)
+    try:
+        import uvloop
+
+        uvloop.run(node.run(args.rounds))
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def cmd_keys_new(args: argparse.Namespace) -> int:
+    from node.keys import DEFAULT_WALLET_ROOT, hotkey_path, new_hotkey
+
+    root = Path(args.wallet_root).expanduser() if args.wallet_root else DEFAULT_WALLET_ROOT
+    try:
+        keypair = new_hotkey(args.name, args.hotkey, root, overwrite=args.overwrite)
+    except FileExistsError as e:
+        print(f"error: {e} (pass --overwrite to replace it)", file=sys.stderr)
+        return 1
+    print(f"hotkey {keypair.ss58_address} written to {hotkey_path(args.name, args.hotkey, root)}")
+    return 0
+
+
+def cmd_bootstrap_run(args: argparse.Namespace) -> int:
+    from bootstrap.daemon import run_bootstrap
+
+    run_bootstrap(
+        host=args.host,
+        port=args.port,
+        identity_path=Path(args.identity),
+        maddrs_file=Path(args.maddrs_file) if args.maddrs_file else None,
+        initial_peers=args.peer or [],
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from node.demo import run_demo
+
+    return run_demo(
+        peers=args.peers, rounds=args.rounds, out=Path(args.out), round_seconds=args.round_seconds, late_rounds=args.late_join
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradswarm", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    node = sub.add_parser("node", help="run a swarm node").add_subparsers(dest="action", required=True)
+    run = node.add_parser("run", help="join the run described by a run.toml and train")
+    run.add_argument("--config", required=True, help="run.toml: the run spec plus a [node] table")
+    run.add_argument("--rounds", type=int, default=None, help="stop after this round (default: run forever)")
+    run.set_defaults(func=cmd_node_run)
+
+    keys = sub.add_parser("keys", help="hotkeys in the bittensor wallet layout").add_subparsers(dest="action", required=True)
+    new = keys.add_parser("new", help="create a hotkey")
+    new.add_argument("--name", required=True, help="wallet name (folder under the wallet root)")
+    new.add_argument("--hotkey", default="default", help="hotkey name within the wallet")
+    new.add_argument("--wallet-root", default="", help="default: ~/.bittensor/wallets")
+    new.add_argument("--overwrite", action="store_true")
+    new.set_defaults(func=cmd_keys_new)
+
+    boot = sub.add_parser("bootstrap", help="a long-lived DHT entry point").add_subparsers(dest="action", required=True)
+    brun = boot.add_parser("run")
+    brun.add_argument("--host", default="0.0.0.0")
+    brun.add_argument("--port", type=int, default=31337)
+    brun.add_argument("--identity", default="bootstrap-p2p.key", help="private key file: keeps the peer id stable")
+    brun.add_argument("--maddrs-file", default="", help="write the reachable multiaddrs here as JSON")
+    brun.add_argument("--peer", action="append", help="other bootstrap peers to join (repeatable)")
+    brun.set_defaults(func=cmd_bootstrap_run)
+
+    demo = sub.add_parser("demo", help="a real swarm of several nodes on loopback with an embedded dev chain")
+    demo.add_argument("--peers", type=int, default=3)
+    demo.add_argument("--rounds", type=int, default=12)
+    demo.add_argument("--out", default="demo-out")
+    demo.add_argument("--round-seconds", type=float, default=20.0)
+    demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

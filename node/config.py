@@ -1,0 +1,188 @@
+"""Run specs and node configs, loaded strictly from TOML.
+
+A run spec is what every participant of a run must agree on; its canonical
+JSON hashes to the `run_id` that every signed message carries. A node config
+is what one operator chooses for their own machine (keys, ports, folders) and
+never changes the run. One `run.toml` holds both: `[node]` is the node config,
+every other table is the spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+class ConfigError(ValueError):
+    """A config file that is missing, malformed, or names unknown or mistyped keys."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    preset: str = "tiny"
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    corpus: str = "stdlib"  # "stdlib", or a folder of .txt/.py files for real runs
+    digest: str = ""  # pins the corpus manifest; empty means "whatever the stdlib builds to here"
+    page_tokens: int = 4096
+    eval_pages: int = 8
+    pages_per_round: int = 4
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    inner_steps: int = 20
+    batch_size: int = 8
+    seq_len: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 20
+
+
+@dataclass(frozen=True)
+class OuterSpec:
+    lr: float = 0.7
+    momentum: float = 0.9
+    nesterov: bool = True
+    gather_size: int = 32  # G: most contributions a manifest may name
+
+
+@dataclass(frozen=True)
+class CodecSettings:
+    name: str = "topk"
+    chunk: int = 4096
+    k: int = 64
+    error_feedback_beta: float = 0.95
+
+
+@dataclass(frozen=True)
+class ChainSpec:
+    kind: str = "dev"  # "dev" (embedded sqlite) or "bittensor"
+    path: str = ""  # dev chain file
+    network: str = ""  # bittensor network, e.g. "finney"
+    netuid: int = 0
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    start_block: int = 0
+    round_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    name: str = "gradswarm"
+    model: ModelSpec = field(default_factory=ModelSpec)
+    data: DataSpec = field(default_factory=DataSpec)
+    train: TrainSpec = field(default_factory=TrainSpec)
+    outer: OuterSpec = field(default_factory=OuterSpec)
+    codec: CodecSettings = field(default_factory=CodecSettings)
+    chain: ChainSpec = field(default_factory=ChainSpec)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+
+    @property
+    def run_id(self) -> bytes:
+        canonical = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).digest()
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    data_dir: str = "gradswarm-data"
+    wallet: str = "default"
+    hotkey: str = "default"
+    wallet_root: str = ""  # empty: bittensor's default ~/.bittensor/wallets
+    host: str = "127.0.0.1"
+    port: int = 0
+    bootstrap: tuple[str, ...] = ()
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
+    torch_threads: int = 0  # 0: torch's default
+    evaluate: bool = False  # measure held-out loss after every round (costs a forward pass)
+    corpus_cache: str = ""  # empty: <data_dir>/corpus
+
+
+def _build(cls: type, table: Any, where: str) -> Any:
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{where}] must be a table")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"[{where}] unknown keys: {', '.join(sorted(unknown))}")
+    kwargs = {}
+    for name, raw in table.items():
+        hint = hints[name]
+        label = f"{where}.{name}"
+        if dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, raw, label)
+        elif hint is float:
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
+                raise ConfigError(f"{label} must be a number")
+            kwargs[name] = float(raw)
+        elif typing.get_origin(hint) is tuple:
+            if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+                raise ConfigError(f"{label} must be a list of strings")
+            kwargs[name] = tuple(raw)
+        else:
+            if not isinstance(raw, hint) or (hint is int and isinstance(raw, bool)):
+                raise ConfigError(f"{label} must be {hint.__name__}")
+            kwargs[name] = raw
+    return cls(**kwargs)
+
+
+def parse_run_file(text: str) -> tuple[RunSpec, NodeConfig]:
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"not valid TOML: {e}") from None
+    node_table = document.pop("node", {})
+    spec_table = {"name": document.pop("name", "gradswarm"), **document}
+    return _build(RunSpec, spec_table, "spec"), _build(NodeConfig, node_table, "node")
+
+
+def load_run_file(path: Path) -> tuple[RunSpec, NodeConfig]:
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+    return parse_run_file(text)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def render_run_file(spec: RunSpec, node: NodeConfig) -> str:
+    """TOML that `parse_run_file` reads back to the same spec and config."""
+    lines = [f"name = {_toml_value(spec.name)}"]
+    for f in dataclasses.fields(spec):
+        if f.name == "name":
+            continue
+        lines.append(f"\n[{f.name}]")
+        for key, value in dataclasses.asdict(getattr(spec, f.name)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+    lines.append("\n[node]")
+    for key, value in dataclasses.asdict(node).items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,221 @@
+"""`gradswarm demo`: a real swarm on loopback, start to finish, with nothing downloaded.
+
+It plays every role a real deployment has, each as its own OS process: a dev
+chain (sqlite file) with one registered, staked hotkey per node, a bootstrap
+DHT daemon, and N `gradswarm node run` processes that know each other only
+through the DHT. It then reads the nodes' round logs and judges the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from statistics import mean
+
+from node.checkpoint.state import atomic_write
+from node.config import ChainSpec, DataSpec, NodeConfig, RunSpec, ScheduleSpec, render_run_file
+
+BOOT_SECONDS = 40.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
+VALIDATOR_PERMITS = 2
+
+
+def _wait_for_file(path: Path, timeout: float, procs: list[subprocess.Popen]) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if path.exists():
+            return json.loads(path.read_text())
+        if any(p.poll() is not None for p in procs):
+            raise RuntimeError(f"a process exited before writing {path}")
+        time.sleep(0.2)
+    raise TimeoutError(f"{path} did not appear within {timeout:.0f} s")
+
+
+def _read_rounds(path: Path) -> dict[int, dict]:
+    rounds: dict[int, dict] = {}
+    if not path.exists():
+        return rounds
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            report = json.loads(line)
+            rounds[int(report["round"])] = report
+        except (ValueError, KeyError, TypeError):
+            continue  # a line being written right now
+    return rounds
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
+def prepare(out: Path, peers: int, round_seconds: float) -> tuple[RunSpec, list[NodeConfig]]:
+    """Fresh chain, keys and corpus under `out`; the spec and one node config per node."""
+    from node.chain import DevChain
+    from node.data.sources import open_corpus
+    from node.keys import new_hotkey
+
+    for stale in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm", "nodes", "bootstrap", "wallets", "summary.json"):
+        target = out / stale
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+    data = DataSpec()
+    corpus = open_corpus(data, out / "corpus")
+    chain = DevChain.create(out / "chain.sqlite", block_time=1.0, max_validators=VALIDATOR_PERMITS)
+    spec = RunSpec(
+        name="demo",
+        data=replace(data, digest=corpus.digest),
+        chain=ChainSpec(kind="dev", path=str((out / "chain.sqlite").resolve())),
+        schedule=ScheduleSpec(start_block=chain.block() + int(BOOT_SECONDS), round_seconds=round_seconds),
+    )
+    wallets = out / "wallets"
+    nodes = []
+    for i in range(peers):
+        keypair = new_hotkey(f"node{i}", "default", wallets)
+        chain.register(keypair.ss58_address)
+        chain.add_stake(keypair.ss58_address, 1000.0 / (i + 1))  # node0 signs manifests, node1 is its backup
+        nodes.append(NodeConfig(
+            data_dir=str((out / "nodes" / f"node{i}").resolve()),
+            wallet=f"node{i}",
+            wallet_root=str(wallets.resolve()),
+            torch_threads=1,
+            evaluate=(i == 0),
+            corpus_cache=str((out / "corpus").resolve()),
+        ))
+    return spec, nodes
+
+
+def run_demo(peers: int, rounds: int, out: Path, round_seconds: float, late_rounds: int = 0) -> int:
+    """Run the swarm; with `late_rounds`, the last node only starts once that round has begun."""
+    if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds:
+        print("error: the demo needs at least 2 peers, 1 round, and --late-join below --rounds", file=sys.stderr)
+        return 2
+    started = time.time()
+    spec, node_configs = prepare(out, peers, round_seconds)
+    configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
+    round_zero = started + BOOT_SECONDS  # approximately: the chain's block clock decides
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    procs: list[subprocess.Popen] = []
+    try:
+        procs.append(_start_bootstrap(out / "bootstrap", env))
+        maddrs = _wait_for_file(out / "bootstrap" / "maddrs.json", 60, procs)["maddrs"]
+        for node, path in zip(node_configs, configs):
+            atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
+        on_time = configs[:-1] if late_rounds else configs
+        procs += [_start_node(path, rounds, env) for path in on_time]
+        print(f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, logs under {out}/nodes/*/node.log")
+        if late_rounds:
+            print(f"demo: {configs[-1].parent.name} joins late, in round {late_rounds}")
+        print(f"{'round':>5} {'train_loss':>10} {'eval_loss':>9} {'manifest':>8} {'bytes_sent':>10}")
+        deadline = round_zero + (rounds + 2) * round_seconds + 60
+        printed = 0
+        while printed < rounds and time.time() < deadline:
+            if late_rounds and len(procs) == peers and time.time() >= round_zero + late_rounds * round_seconds:
+                procs.append(_start_node(configs[-1], rounds, env))
+            logs = [_read_rounds(path.parent / "rounds.jsonl") for path in on_time]
+            while printed < rounds and all(printed in log for log in logs):
+                _print_round(printed, [log[printed] for log in logs])
+                printed += 1
+            if all(p.poll() is not None for p in procs[1:]) and printed < rounds:
+                break
+            time.sleep(0.5)
+        for p in procs[1:]:
+            try:
+                p.wait(timeout=max(5.0, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                pass
+    finally:
+        _stop(procs)
+    codes = [p.returncode for p in procs[1:]]
+    return judge(spec, configs, peers, rounds, out, time.time() - started, codes, late=bool(late_rounds))
+
+
+def _start_bootstrap(boot_dir: Path, env: dict) -> subprocess.Popen:
+    boot_dir.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "bootstrap", "run", "--host", "127.0.0.1", "--port", "0",
+         "--identity", str(boot_dir / "p2p.key"), "--maddrs-file", str(boot_dir / "maddrs.json")],
+        stdout=open(boot_dir / "bootstrap.log", "wb"), stderr=subprocess.STDOUT, env=env,
+    )
+
+
+def _start_node(config: Path, rounds: int, env: dict) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config), "--rounds", str(rounds)],
+        stdout=open(config.parent / "node.log", "wb"), stderr=subprocess.STDOUT, env=env,
+    )
+
+
+def _print_round(r: int, row: list[dict]) -> None:
+    losses = [x["train_loss"] for x in row if "train_loss" in x]
+    sent = sum(x["upload_payload_bytes"] + x["upload_state_bytes"] for x in row)
+    print(
+        f"{r:>5} {mean(losses) if losses else float('nan'):>10.4f} "
+        f"{row[0].get('eval_loss', float('nan')):>9.4f} {row[0]['manifest_entries']:>8} {sent:>10}",
+        flush=True,
+    )
+
+
+def judge(spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path, wall: float, codes: list, late: bool) -> int:
+    """Write summary.json; non-zero exit when the swarm did not do its job.
+
+    A late joiner is judged on what it can do: be in the swarm at the end with the same state.
+    """
+    from node.trainer import params
+    from node.trainer.model import build_model
+
+    logs = [_read_rounds(p.parent / "rounds.jsonl") for p in configs]
+    on_time = logs[:-1] if late else logs
+    completed = sum(1 for r in range(rounds) if all(r in log for log in on_time) and (rounds - 1) in logs[-1])
+    final = {log[max(log)]["hotkey"]: log[max(log)]["state_hash"] for log in logs if log}
+    payload_uploads = [log[r]["upload_payload_bytes"] for log in logs for r in log]
+    payload_sizes = [log[r]["payload_bytes"] for log in logs for r in log if "payload_bytes" in log[r]]
+    state_uploads = [log[r]["upload_state_bytes"] for log in logs for r in log]
+    dense = 4 * params.numel(build_model(spec.model.preset, spec.model.seed))
+    summary = {
+        "peers": peers,
+        "rounds_completed": completed,
+        "eval_loss": [logs[0][r].get("eval_loss") for r in sorted(logs[0])] if logs else [],
+        "final_state_hashes": final,
+        "upload_bytes_per_peer_round": mean(payload_uploads) if payload_uploads else 0.0,
+        "payload_bytes_per_peer_round": mean(payload_sizes) if payload_sizes else 0.0,
+        "state_sync_bytes_per_peer_round": mean(state_uploads) if state_uploads else 0.0,
+        "dense_fp32_bytes": dense,
+        "codec": spec.codec.name,
+        "state_syncs": sum(1 for log in logs for r in log if log[r].get("resynced")),
+        "node_exit_codes": codes,
+        "wall_seconds": round(wall, 1),
+    }
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+    problems = []
+    if completed < rounds:
+        problems.append(f"only {completed}/{rounds} rounds completed by every node")
+    if len(set(final.values())) != 1 or len(final) != peers:
+        problems.append("final state hashes differ between nodes")
+    if any(c != 0 for c in codes):
+        problems.append(f"node exit codes {codes}")
+    evals = [e for e in summary["eval_loss"] if e is not None]
+    print(f"summary: {out / 'summary.json'}")
+    if evals:
+        print(f"eval loss {evals[0]:.4f} -> {evals[-1]:.4f} ({evals[-1] / evals[0]:.2f}x); "
+              f"upload {summary['upload_bytes_per_peer_round']:.0f} B/peer/round vs dense fp32 {dense} B; "
+              f"{summary['wall_seconds']} s")
+    for problem in problems:
+        print(f"FAILED: {problem}", file=sys.stderr)
+    return 1 if problems else 0

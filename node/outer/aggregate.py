@@ -1,0 +1,38 @@
+"""Robust aggregation of a manifest's contributions: clip each to the median norm, then average.
+
+Every honest node must reach the same bits, so the rule is written for
+reproducibility: norms are summed in float64 and the clip factors rounded to
+float32 before use (a last-bit difference in a reduction cannot flip them in
+practice), and contributions are accumulated in manifest order with plain
+elementwise float32 operations. A node that still lands elsewhere finds out
+from the signed result hash and re-syncs.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def clip_factors(vectors: Sequence[torch.Tensor]) -> list[float]:
+    """Per-contribution scale that brings each norm down to the median norm."""
+    norms = [float(torch.linalg.vector_norm(v.double())) for v in vectors]
+    median = statistics.median(norms)
+    factors = []
+    for norm in norms:
+        factor = 1.0 if norm <= median or norm == 0.0 else median / norm
+        factors.append(float(np.float32(factor)))
+    return factors
+
+
+def robust_mean(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Median-norm-clipped mean of flat float32 CPU vectors, in the given order."""
+    if not vectors:
+        raise ValueError("nothing to aggregate")
+    total = torch.zeros_like(vectors[0], dtype=torch.float32, device="cpu")
+    for vector, factor in zip(vectors, clip_factors(vectors)):
+        total.add_(vector.to("cpu", torch.float32), alpha=factor)
+    return total.div_(len(vectors))

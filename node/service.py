@@ -1,0 +1,451 @@
+"""The running node: one asyncio service that walks the round protocol of DESIGN.md.
+
+Per round r, from the shared state θ_r:
+  train -> publish -> gather -> manifest (validators) -> apply -> announce.
+Training runs in a worker thread so the node keeps serving payloads and
+states to its peers while it computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from node.chain import ChainView, DevChain, Neuron
+from node.checkpoint.state import StateError, atomic_write, max_state_bytes, parse_state, serialize_state
+from node.config import NodeConfig, RunSpec
+from node.data.corpus import Corpus
+from node.data.sources import open_corpus
+from node.outer.aggregate import robust_mean
+from node.outer.optimizer import OuterOptimizer, OuterState
+from node.swarm.records import peers_key, round_key
+from node.swarm.swarm import Swarm
+from node.swarm.transfer import TransferError
+from node.trainer import params
+from node.trainer.inner import InnerTrainer, eval_loss
+from node.trainer.model import build_model
+from protocol import signing
+from protocol.assignment import assign_pages, derive, eval_pages
+from protocol.compression import CodecSpec, CompressionError, ErrorFeedback, get_codec
+from protocol.messages import ContributionMeta, ManifestEntry, PeerBinding, RoundManifest, StateAnnouncement
+from protocol.schedule import RoundSchedule
+from protocol.signing import Signer
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.5
+MAX_VALIDATOR_SLOTS = 4
+KEPT_ROUNDS = 3  # payloads and states kept in memory for peers that ask late
+
+
+@dataclass
+class Gathered:
+    """Decoded contributions of one round, by hotkey."""
+
+    metas: dict[str, ContributionMeta] = field(default_factory=dict)
+    vectors: dict[str, torch.Tensor] = field(default_factory=dict)
+    rejected: set[bytes] = field(default_factory=set)  # digests that failed checks: never retried
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def chain_genesis(chain: ChainView, start_block: int) -> float:
+    """Wall-clock time of `start_block`: exact on the dev chain, estimated from 12 s blocks elsewhere."""
+    if isinstance(chain, DevChain):
+        return chain.genesis_time + start_block * chain.block_time
+    return time.time() - (chain.block() - start_block) * 12.0
+
+
+async def sleep_until(deadline: float) -> None:
+    delay = deadline - time.time()
+    if delay > 0:
+        await asyncio.sleep(delay)
+
+
+class SwarmNode:
+    def __init__(self, spec: RunSpec, config: NodeConfig, keypair: Signer, chain: ChainView):
+        self.spec = spec
+        self.config = config
+        self.keypair = keypair
+        self.hotkey = keypair.ss58_address
+        self.chain = chain
+        self.run_id = spec.run_id
+        self.data_dir = Path(config.data_dir)
+        self.device = resolve_device(config.device)
+        self.schedule = RoundSchedule(
+            genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds
+        )
+        self.codec = get_codec(CodecSpec(name=spec.codec.name, chunk=spec.codec.chunk, k=spec.codec.k))
+        self.outer = OuterOptimizer(lr=spec.outer.lr, momentum=spec.outer.momentum, nesterov=spec.outer.nesterov)
+        self.feedback = ErrorFeedback()
+        self.swarm = Swarm(
+            self.run_id,
+            chain,
+            bootstrap=list(config.bootstrap),
+            host=config.host,
+            port=config.port,
+            identity_path=self.data_dir / "p2p.key",
+        )
+        self.payloads: dict[bytes, tuple[int, bytes]] = {}  # digest -> (round, bytes)
+        self.states: dict[bytes, tuple[int, OuterState]] = {}  # state hash -> (round, state)
+        self.gathered: dict[int, Gathered] = {}
+        self.corpus: Corpus
+        self.state: OuterState
+        self.state_hash = b""
+
+    # ------------------------------------------------------------------ setup
+
+    def _setup_compute(self) -> None:
+        if self.config.torch_threads:
+            torch.set_num_threads(self.config.torch_threads)
+        self.corpus = open_corpus(self.spec.data, Path(self.config.corpus_cache or self.data_dir / "corpus"))
+        self.eval_page_ids = eval_pages(self.run_id, self.corpus.num_pages, self.spec.data.eval_pages)
+        self.excluded = frozenset(self.eval_page_ids)
+        self.model = build_model(self.spec.model.preset, self.spec.model.seed).to(self.device)
+        self.numel = params.numel(self.model)
+        self._adopt(OuterState.fresh(params.flatten(self.model)), round_=0)
+        t = self.spec.train
+        self.trainer = InnerTrainer(
+            self.model,
+            lr=t.lr,
+            weight_decay=t.weight_decay,
+            warmup_steps=t.warmup_steps,
+            batch_size=t.batch_size,
+            seq_len=t.seq_len,
+            device=self.device,
+        )
+
+    def _adopt(self, state: OuterState, round_: int) -> None:
+        self.state = state
+        self.state_hash = state.state_hash()
+        self.state_round = round_
+        self.states[self.state_hash] = (round_, state)
+        for digest, (r, _) in list(self.states.items()):
+            if r < round_ - KEPT_ROUNDS:
+                del self.states[digest]
+
+    async def _lookup(self, kind: str, digest: bytes) -> bytes | None:
+        if kind == "payload":
+            held = self.payloads.get(digest)
+            return held[1] if held else None
+        held_state = self.states.get(digest)
+        if held_state is None:
+            return None
+        return await asyncio.to_thread(serialize_state, held_state[1], held_state[0])
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, rounds: int | None = None) -> None:
+        """Take part in the run until `rounds` rounds have been completed (forever if None)."""
+        await asyncio.to_thread(self._setup_compute)
+        await self.swarm.start(self._lookup)
+        log.info("node %s peer %s listening on %s", self.hotkey, self.swarm.peer_id.hex()[:16], self.swarm.visible_maddrs())
+        try:
+            round_ = await self._join()
+            last = None if rounds is None else rounds
+            while last is None or round_ < last:
+                await self._round(round_)
+                round_ += 1
+        finally:
+            await self.swarm.shutdown()
+
+    async def _bind(self) -> None:
+        binding = PeerBinding(
+            run_id=self.run_id,
+            hotkey=self.hotkey,
+            peer_id=self.swarm.peer_id,
+            expires_at=time.time() + 3 * self.schedule.round_seconds,
+        )
+        await self.swarm.put(signing.sign(binding, self.keypair), binding.expires_at)
+
+    async def _join(self) -> int:
+        """The first round to take part in; late joiners first sync to the latest signed state."""
+        await self._bind()
+        current = max(0, self.schedule.round_at(time.time()))
+        for back in range(current - 1, max(-1, current - 64), -1):
+            manifest = await self._best_manifest(back)
+            if manifest is None:
+                continue  # a round without manifest left the state as it was
+            if manifest.result_state_hash != self.state_hash:
+                log.info("joining late: syncing to the state signed for round %d", back + 1)
+                if not await self._sync(manifest, deadline=self.schedule.deadlines(current).end):
+                    return current  # still out of sync: the round loop keeps trying
+            break
+        self._adopt(self.state, current)
+        return current
+
+    # ------------------------------------------------------------------ one round
+
+    async def _round(self, r: int) -> None:
+        d = self.schedule.deadlines(r)
+        await sleep_until(d.start)
+        await self._bind()
+        report: dict = {"round": r, "hotkey": self.hotkey, "t_start": time.time()}
+        served_before = dict(self.swarm.bytes_served)
+        base_hash = self.state_hash
+
+        if time.time() < d.train_end and self.state_round == r:
+            loss, payload = await asyncio.to_thread(self._train_and_compress, r)
+            report["train_loss"] = loss
+            report["payload_bytes"] = len(payload)
+            if time.time() < d.gather_end:
+                await self._publish(r, payload)
+        else:
+            log.warning("round %d: not training (state is for round %d, or too late)", r, self.state_round)
+
+        manifest = await self._settle(r, d)
+        report["manifest_entries"] = len(manifest.entries) if manifest else 0
+        report["manifest_signer"] = manifest.hotkey if manifest else None
+        if manifest is None:
+            if self.state_round == r:  # no manifest: θ_{r+1} = θ_r
+                self._adopt(self.state, r + 1)
+        elif manifest.base_state_hash == base_hash and self.state_round == r:
+            await self._apply(r, manifest)
+        if manifest is not None and self.state_hash != manifest.result_state_hash:
+            report["resynced"] = await self._sync(manifest, deadline=d.end + self.schedule.round_seconds / 2)
+
+        await self._announce(r + 1)
+        if self.config.evaluate and self.state_round == r + 1:
+            report["eval_loss"] = await asyncio.to_thread(self._evaluate)
+        report["state_hash"] = self.state_hash.hex()
+        report["in_sync"] = manifest is None or self.state_hash == manifest.result_state_hash
+        report["upload_payload_bytes"] = self.swarm.bytes_served["payload"] - served_before["payload"]
+        report["upload_state_bytes"] = self.swarm.bytes_served["state"] - served_before["state"]
+        report["t_end"] = time.time()
+        self._record(report)
+        self._forget_before(r - KEPT_ROUNDS)
+
+    def _train_and_compress(self, r: int) -> tuple[float, bytes]:
+        theta = self.state.theta.to(self.device)
+        params.load_flat(self.model, theta)
+        pages = assign_pages(self.run_id, r, self.hotkey, self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded)
+        seed = int.from_bytes(derive(self.run_id, "train-seed", r, self.hotkey)[:8], "little")
+        loss = self.trainer.train(self.corpus.pages(pages), steps=self.spec.train.inner_steps, seed=seed)
+        delta = theta - params.flatten(self.model)
+        payload = self.feedback.step(delta, self.codec, beta=self.spec.codec.error_feedback_beta)
+        return loss, payload
+
+    async def _publish(self, r: int, payload: bytes) -> None:
+        digest = hashlib.sha256(payload).digest()
+        self.payloads[digest] = (r, payload)
+        await asyncio.to_thread(atomic_write, self.data_dir / "payloads" / f"{r}-{digest.hex()}.bin", payload)
+        meta = ContributionMeta(
+            run_id=self.run_id,
+            round=r,
+            hotkey=self.hotkey,
+            peer_id=self.swarm.peer_id,
+            digest=digest,
+            nbytes=len(payload),
+            codec=self.spec.codec.name,
+        )
+        gathered = self.gathered.setdefault(r, Gathered())
+        gathered.metas[self.hotkey] = meta
+        gathered.vectors[self.hotkey] = self.codec.decode(payload, self.numel)
+        await self.swarm.put(signing.sign(meta, self.keypair), self.schedule.deadlines(r).end + self.schedule.round_seconds)
+
+    # ------------------------------------------------------------------ gather
+
+    async def _gather_once(self, r: int) -> Gathered:
+        """Fetch and decode every newly announced, well-formed contribution of round r."""
+        gathered = self.gathered.setdefault(r, Gathered())
+        metas = await self.swarm.get(round_key(self.run_id, "contrib", r), ContributionMeta)
+        fetches = [m for m in metas if self._wanted(gathered, m)]
+        results = await asyncio.gather(*(self._fetch_payload(m) for m in fetches))
+        for meta, vector in zip(fetches, results):
+            if vector is not None:
+                gathered.metas[meta.hotkey] = meta
+                gathered.vectors[meta.hotkey] = vector
+        return gathered
+
+    def _wanted(self, gathered: Gathered, meta: ContributionMeta) -> bool:
+        if meta.hotkey in gathered.vectors or meta.digest in gathered.rejected:
+            return False
+        if meta.codec != self.spec.codec.name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
+            gathered.rejected.add(meta.digest)
+            log.warning("rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
+            return False
+        return True
+
+    async def _fetch_payload(self, meta: ContributionMeta) -> torch.Tensor | None:
+        gathered = self.gathered[meta.round]
+        try:
+            data = await self.swarm.fetch(meta.peer_id, "payload", meta.digest, meta.nbytes, timeout=20.0)
+        except TransferError as e:
+            log.info("payload of %s not fetched yet: %s", meta.hotkey, e)
+            return None
+        if hashlib.sha256(data).digest() != meta.digest or len(data) != meta.nbytes:
+            gathered.rejected.add(meta.digest)
+            log.warning("payload from %s does not match its signed digest", meta.hotkey)
+            return None
+        try:
+            vector = await asyncio.to_thread(self.codec.decode, data, self.numel)
+        except CompressionError as e:
+            gathered.rejected.add(meta.digest)
+            log.warning("payload from %s rejected: %s", meta.hotkey, e)
+            return None
+        self.payloads[meta.digest] = (meta.round, data)  # we can serve it on too
+        return vector
+
+    # ------------------------------------------------------------------ manifest
+
+    def _validators(self) -> list[Neuron]:
+        """Permitted validators by stake rank: rank 0 signs first, the rest are backups."""
+        permitted = [n for n in self.chain.neurons() if n.validator_permit]
+        return sorted(permitted, key=lambda n: (-n.stake, n.uid))[:MAX_VALIDATOR_SLOTS]
+
+    async def _best_manifest(self, r: int) -> RoundManifest | None:
+        manifests = await self.swarm.get(round_key(self.run_id, "manifest", r), RoundManifest)
+        ranks = {n.hotkey: i for i, n in enumerate(self._validators())}
+        valid = [m for m in manifests if m.round == r and m.hotkey in ranks]
+        return min(valid, key=lambda m: ranks[m.hotkey], default=None)
+
+    async def _settle(self, r: int, d) -> RoundManifest | None:
+        """Gather until a manifest for round r exists (signing one ourselves when it is our turn)."""
+        validators = self._validators()
+        my_rank = next((i for i, n in enumerate(validators) if n.hotkey == self.hotkey), None)
+        stakes = {n.hotkey: n.stake for n in self.chain.neurons()}
+        while True:
+            gathered = await self._gather_once(r)
+            manifest = await self._best_manifest(r)
+            if manifest is not None:
+                return manifest
+            now = time.time()
+            if my_rank is not None and self.state_round == r:
+                my_slot = self.schedule.manifest_slot(r, my_rank, len(validators))
+                everyone_in = my_rank == 0 and await self._all_bound_peers_in(gathered)
+                if now >= my_slot or everyone_in:
+                    if gathered.vectors:
+                        return await self._sign_manifest(r, gathered, stakes)
+            if now >= d.end:
+                return None
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def _all_bound_peers_in(self, gathered: Gathered) -> bool:
+        bindings = await self.swarm.get(peers_key(self.run_id), PeerBinding)
+        live = {b.hotkey for b in bindings if b.expires_at > time.time()}
+        return bool(live) and live <= set(gathered.vectors)
+
+    async def _sign_manifest(self, r: int, gathered: Gathered, stakes: dict[str, float]) -> RoundManifest:
+        chosen = sorted(
+            (h for h in gathered.vectors if h in stakes), key=lambda h: (-stakes[h], h)
+        )[: self.spec.outer.gather_size]
+        entries = tuple(ManifestEntry(hotkey=h, digest=gathered.metas[h].digest) for h in chosen)
+        result = await asyncio.to_thread(self._aggregate, [gathered.vectors[h] for h in chosen])
+        manifest = RoundManifest(
+            run_id=self.run_id,
+            round=r,
+            hotkey=self.hotkey,
+            base_state_hash=self.state_hash,
+            entries=entries,
+            result_state_hash=result.state_hash(),
+        )
+        manifest = signing.sign(manifest, self.keypair)
+        await self.swarm.put(manifest, self.schedule.deadlines(r).end + 4 * self.schedule.round_seconds)
+        log.info("round %d: signed manifest with %d contributions", r, len(entries))
+        self._adopt(result, r + 1)
+        return manifest
+
+    # ------------------------------------------------------------------ apply / sync
+
+    def _aggregate(self, vectors: list[torch.Tensor]) -> OuterState:
+        result = self.state.clone()
+        self.outer.step(result, robust_mean(vectors))
+        return result
+
+    async def _apply(self, r: int, manifest: RoundManifest) -> None:
+        gathered = self.gathered.setdefault(r, Gathered())
+        vectors = []
+        for entry in manifest.entries:
+            vector = gathered.vectors.get(entry.hotkey)
+            if vector is None or gathered.metas[entry.hotkey].digest != entry.digest:
+                vector = await self._fetch_entry(r, entry, manifest)
+            if vector is None:
+                log.warning("round %d: cannot obtain %s's payload; will sync the state instead", r, entry.hotkey)
+                return
+            vectors.append(vector)
+        result = await asyncio.to_thread(self._aggregate, vectors)
+        self._adopt(result, r + 1)
+
+    async def _fetch_entry(self, r: int, entry: ManifestEntry, manifest: RoundManifest) -> torch.Tensor | None:
+        """A manifest entry we lack: ask its author, then the signer, who holds every payload it named."""
+        bindings = {b.hotkey: b for b in await self.swarm.get(peers_key(self.run_id), PeerBinding)}
+        for hotkey in (entry.hotkey, manifest.hotkey):
+            binding = bindings.get(hotkey)
+            if binding is None:
+                continue
+            try:
+                limit = self.codec.max_payload_bytes(self.numel)
+                data = await self.swarm.fetch(binding.peer_id, "payload", entry.digest, limit, timeout=20.0)
+            except TransferError:
+                continue
+            if hashlib.sha256(data).digest() != entry.digest:
+                continue
+            try:
+                return await asyncio.to_thread(self.codec.decode, data, self.numel)
+            except CompressionError:
+                return None
+        return None
+
+    async def _sync(self, manifest: RoundManifest, deadline: float) -> bool:
+        """Download the state the manifest's signer vouched for, from anyone who holds it."""
+        target, round_ = manifest.result_state_hash, manifest.round + 1
+        while time.time() < deadline:
+            holders = [a.peer_id for a in await self.swarm.get(round_key(self.run_id, "state", round_), StateAnnouncement) if a.state_hash == target]
+            bindings = {b.hotkey: b for b in await self.swarm.get(peers_key(self.run_id), PeerBinding)}
+            if manifest.hotkey in bindings:
+                holders.insert(0, bindings[manifest.hotkey].peer_id)
+            for peer in dict.fromkeys(holders):
+                if peer == self.swarm.peer_id:
+                    continue
+                try:
+                    data = await self.swarm.fetch(peer, "state", target, max_state_bytes(self.numel), timeout=60.0)
+                    state = await asyncio.to_thread(parse_state, data, self.numel)
+                except (TransferError, StateError) as e:
+                    log.info("state sync from %s failed: %s", peer.hex()[:16], e)
+                    continue
+                if state.state_hash() == target:
+                    self._adopt(state, round_)
+                    log.info("synced to the signed state of round %d", round_)
+                    return True
+                log.warning("peer %s served a state whose hash is not the signed one", peer.hex()[:16])
+            await asyncio.sleep(1.0)
+        return False
+
+    async def _announce(self, round_: int) -> None:
+        if self.state_round != round_:
+            return
+        announcement = StateAnnouncement(
+            run_id=self.run_id, round=round_, hotkey=self.hotkey, peer_id=self.swarm.peer_id, state_hash=self.state_hash
+        )
+        await self.swarm.put(signing.sign(announcement, self.keypair), self.schedule.deadlines(round_).end + self.schedule.round_seconds)
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _evaluate(self) -> float:
+        params.load_flat(self.model, self.state.theta.to(self.device))
+        pages = self.corpus.pages(self.eval_page_ids)
+        return eval_loss(self.model, pages, self.spec.train.seq_len, self.spec.train.batch_size, self.device)
+
+    def _record(self, report: dict) -> None:
+        line = json.dumps(report, sort_keys=True)
+        log.info("round %d: %s", report["round"], line)
+        with open(self.data_dir / "rounds.jsonl", "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+
+    def _forget_before(self, r: int) -> None:
+        for old in [k for k in self.gathered if k < r]:
+            del self.gathered[old]
+        for digest, (pr, _) in list(self.payloads.items()):
+            if pr < r:
+                del self.payloads[digest]

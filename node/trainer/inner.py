@@ -1,0 +1,178 @@
+"""Inner optimization (the H local AdamW steps of a DiLoCo round) and evaluation.
+
+The AdamW state persists across rounds (DiLoCo keeps the inner optimizer
+state).  Batches are random windows of ``seq_len + 1`` tokens cut from the
+given pages, chosen by a ``torch.Generator`` seeded by the caller, so a round
+is reproducible from (weights, optimizer state, pages, seed).  ``eval_loss``
+uses fixed non-overlapping windows and is deterministic.
+
+bf16 autocast is used on CUDA only; CPU runs in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["InnerTrainer", "eval_loss", "sample_windows", "eval_windows"]
+
+
+def _as_device(device: str | torch.device | None) -> torch.device:
+    return torch.device(device) if device is not None else torch.device("cpu")
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def _check_pages(pages: Sequence[np.ndarray], seq_len: int) -> list[np.ndarray]:
+    if not pages:
+        raise ValueError("no pages given")
+    out = []
+    for i, p in enumerate(pages):
+        a = np.asarray(p)
+        if a.ndim != 1:
+            raise ValueError(f"page {i} is not 1-D")
+        if a.shape[0] < seq_len + 1:
+            raise ValueError(f"page {i} has {a.shape[0]} tokens, need at least seq_len + 1 = {seq_len + 1}")
+        out.append(a)
+    return out
+
+
+def sample_windows(pages: Sequence[np.ndarray], batch_size: int, seq_len: int, gen: torch.Generator) -> torch.Tensor:
+    """One batch [batch_size, seq_len + 1] (int64, CPU) of random windows drawn with ``gen``."""
+    page_idx = torch.randint(len(pages), (batch_size,), generator=gen).tolist()
+    u = torch.rand((batch_size,), generator=gen, dtype=torch.float64).tolist()
+    rows = []
+    for pi, ui in zip(page_idx, u):
+        page = pages[pi]
+        n_off = page.shape[0] - seq_len  # valid start offsets: 0 .. n_off - 1
+        off = min(int(ui * n_off), n_off - 1)
+        rows.append(page[off : off + seq_len + 1])
+    return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def eval_windows(pages: Sequence[np.ndarray], seq_len: int) -> torch.Tensor:
+    """All fixed windows [N, seq_len + 1] (int64, CPU): per page, inputs at offsets 0, seq_len, 2*seq_len, ..."""
+    pages = _check_pages(pages, seq_len)
+    rows = []
+    for page in pages:
+        n = (page.shape[0] - 1) // seq_len
+        for k in range(n):
+            rows.append(page[k * seq_len : k * seq_len + seq_len + 1])
+    return torch.from_numpy(np.stack(rows).astype(np.int64))
+
+
+def _lm_loss(model: torch.nn.Module, batch: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
+    x, y = batch[:, :-1], batch[:, 1:]
+    logits = model(input_ids=x, use_cache=False).logits
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), y.reshape(-1), reduction=reduction)
+
+
+class InnerTrainer:
+    """AdamW inner optimizer bound to one model; its state persists across ``train`` calls."""
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        lr: float,
+        weight_decay: float = 0.1,
+        betas: tuple[float, float] = (0.9, 0.95),
+        warmup_steps: int = 0,
+        batch_size: int = 8,
+        seq_len: int = 128,
+        device: str | torch.device | None = None,
+        grad_clip: float = 1.0,
+        eps: float = 1e-8,
+    ):
+        if batch_size <= 0 or seq_len <= 0:
+            raise ValueError("batch_size and seq_len must be positive")
+        if warmup_steps < 0:
+            raise ValueError("warmup_steps must be >= 0")
+        self.model = model
+        self.device = _as_device(device)
+        self.lr = float(lr)
+        self.warmup_steps = int(warmup_steps)
+        self.batch_size = int(batch_size)
+        self.seq_len = int(seq_len)
+        self.grad_clip = float(grad_clip)
+        self.step_count = 0  # total inner steps taken, across rounds (drives warmup)
+        decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
+        no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
+        groups = [{"params": decay, "weight_decay": float(weight_decay)}]
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        self.optimizer = torch.optim.AdamW(
+            groups, lr=self._lr_at(0), betas=tuple(betas), eps=eps,
+            fused=True if self.device.type == "cuda" else None,
+        )
+
+    def _lr_at(self, step: int) -> float:
+        if self.warmup_steps and step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        return self.lr
+
+    def train(self, pages: Sequence[np.ndarray], steps: int, seed: int) -> float:
+        """Run ``steps`` AdamW steps on random windows of ``pages``; return the mean training loss."""
+        if steps <= 0:
+            raise ValueError("steps must be positive")
+        pages = _check_pages(pages, self.seq_len)
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+        model = self.model
+        was_training = model.training
+        model.train()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        try:
+            for _ in range(steps):
+                batch = sample_windows(pages, self.batch_size, self.seq_len, gen).to(self.device, non_blocking=True)
+                lr = self._lr_at(self.step_count)
+                for g in self.optimizer.param_groups:
+                    g["lr"] = lr
+                with _autocast(self.device):
+                    loss = _lm_loss(model, batch)
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
+                self.optimizer.step()
+                self.step_count += 1
+                total += loss.detach().to(torch.float64)
+        finally:
+            self.optimizer.zero_grad(set_to_none=True)
+            model.train(was_training)
+        return float(total.item()) / steps
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict(), "step_count": self.step_count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = int(state["step_count"])
+
+
+@torch.no_grad()
+def eval_loss(
+    model: torch.nn.Module,
+    pages: Sequence[np.ndarray],
+    seq_len: int,
+    batch_size: int = 8,
+    device: str | torch.device | None = None,
+) -> float:
+    """Mean next-token loss over fixed non-overlapping windows of ``pages`` (deterministic)."""
+    device = _as_device(device)
+    windows = eval_windows(pages, seq_len)
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    try:
+        for i in range(0, windows.shape[0], batch_size):
+            batch = windows[i : i + batch_size].to(device, non_blocking=True)
+            with _autocast(device):
+                total += _lm_loss(model, batch, reduction="sum").to(torch.float64)
+    finally:
+        model.train(was_training)
+    return float(total.item()) / (windows.shape[0] * seq_len)

@@ -1,0 +1,34 @@
+"""Between the model and the swarm's flat vectors: parameters in sorted-name order.
+
+Sorted names, not registration order, define the layout, so two
+implementations of the same architecture agree on what index i means.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def _ordered(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0])]
+
+
+def numel(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in _ordered(model))
+
+
+@torch.no_grad()
+def flatten(model: torch.nn.Module) -> torch.Tensor:
+    """All parameters as one flat float32 vector on the model's device."""
+    return torch.cat([p.detach().reshape(-1).float() for p in _ordered(model)])
+
+
+@torch.no_grad()
+def load_flat(model: torch.nn.Module, flat: torch.Tensor) -> None:
+    offset = 0
+    for p in _ordered(model):
+        n = p.numel()
+        p.copy_(flat[offset : offset + n].view_as(p))
+        offset += n
+    if offset != flat.numel():
+        raise ValueError(f"flat vector has {flat.numel()} values, model has {offset}")

@@ -1,0 +1,56 @@
+"""Which data pages a hotkey trains on in a round, and which pages nobody trains on.
+
+Everything derives from sha256 over length-prefixed parts, so any implementation
+in any language reproduces the same pages from (run_id, round, hotkey). No
+`random` module: its algorithms are not a protocol.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def derive(*parts: bytes | str | int) -> bytes:
+    """sha256 over unambiguous, length-prefixed parts."""
+    h = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, int):
+            raw = part.to_bytes(8, "little", signed=False)
+        elif isinstance(part, str):
+            raw = part.encode("utf-8")
+        else:
+            raw = bytes(part)
+        h.update(len(raw).to_bytes(4, "little"))
+        h.update(raw)
+    return h.digest()
+
+
+def _draw(seed: bytes, counter: int, modulus: int) -> int:
+    # 64-bit draws keep the modulo bias below 2^-40 for any realistic corpus.
+    return int.from_bytes(derive(seed, counter)[:8], "little") % modulus
+
+
+def eval_pages(run_id: bytes, num_pages: int, count: int) -> list[int]:
+    """The held-out pages: the `count` pages with the smallest run-seeded hash."""
+    if not 0 < count < num_pages:
+        raise ValueError(f"eval page count must be in (0, {num_pages})")
+    ranked = sorted(range(num_pages), key=lambda i: derive(run_id, "eval-page", i))
+    return sorted(ranked[:count])
+
+
+def assign_pages(run_id: bytes, round_: int, hotkey: str, num_pages: int, count: int, excluded: frozenset[int]) -> list[int]:
+    """`count` distinct training pages for `hotkey` in `round_`, never from `excluded`."""
+    available = num_pages - len(excluded)
+    if not 0 < count <= available:
+        raise ValueError(f"cannot assign {count} pages from {available} available")
+    seed = derive(run_id, "train-pages", round_, hotkey)
+    chosen: list[int] = []
+    seen: set[int] = set()
+    counter = 0
+    while len(chosen) < count:
+        page = _draw(seed, counter, num_pages)
+        counter += 1
+        if page not in excluded and page not in seen:
+            seen.add(page)
+            chosen.append(page)
+    return chosen

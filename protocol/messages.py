@@ -1,0 +1,106 @@
+"""The signed messages of one run. Every one carries `run_id` (so it is useless in
+another run) and `hotkey`, the sr25519 identity that signs it (see `signing`).
+
+Field bounds are part of the protocol: decoding refuses anything larger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from protocol.wire import bounded, message
+
+RUN_ID_BYTES = 32
+DIGEST_BYTES = 32  # sha256
+SIGNATURE_BYTES = 64  # sr25519
+MAX_HOTKEY = 64  # ss58 sr25519 addresses are 47-49 characters
+MAX_PEER_ID = 64  # libp2p peer id multihash (ed25519 identity: 38 bytes)
+MAX_CODEC_NAME = 32
+MAX_MANIFEST_ENTRIES = 256
+
+
+@message("peer_binding", max_bytes=512)
+@dataclass(frozen=True)
+class PeerBinding:
+    """Ties a hotkey to the libp2p peer id it currently serves from; peer ids alone mean nothing."""
+
+    run_id: bytes = bounded(exact_len=RUN_ID_BYTES)
+    hotkey: str = bounded(max_len=MAX_HOTKEY)
+    peer_id: bytes = bounded(max_len=MAX_PEER_ID)
+    expires_at: float  # DHT time; a stale binding cannot be replayed forever
+    signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
+
+
+@message("contribution_meta", max_bytes=768)
+@dataclass(frozen=True)
+class ContributionMeta:
+    """Announces a compressed pseudo-gradient for `round`, content-addressed by `digest`."""
+
+    run_id: bytes = bounded(exact_len=RUN_ID_BYTES)
+    round: int
+    hotkey: str = bounded(max_len=MAX_HOTKEY)
+    peer_id: bytes = bounded(max_len=MAX_PEER_ID)
+    digest: bytes = bounded(exact_len=DIGEST_BYTES)
+    nbytes: int
+    codec: str = bounded(max_len=MAX_CODEC_NAME)
+    signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    hotkey: str = bounded(max_len=MAX_HOTKEY)
+    digest: bytes = bounded(exact_len=DIGEST_BYTES)
+
+
+@message("round_manifest", max_bytes=32768)
+@dataclass(frozen=True)
+class RoundManifest:
+    """What every node applies in `round`: these contributions, in this order, onto
+    the state `base_state_hash`, giving `result_state_hash`.
+
+    The signer computes the result itself before signing, so a node that lands on
+    a different hash knows at once that it diverged and re-syncs to the signed one.
+    """
+
+    run_id: bytes = bounded(exact_len=RUN_ID_BYTES)
+    round: int
+    hotkey: str = bounded(max_len=MAX_HOTKEY)  # the signing validator
+    base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)
+    entries: tuple[ManifestEntry, ...] = bounded(max_len=MAX_MANIFEST_ENTRIES)
+    result_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)
+    signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
+
+    def __post_init__(self) -> None:
+        hotkeys = [e.hotkey for e in self.entries]
+        if len(set(hotkeys)) != len(hotkeys):
+            raise ValueError("a hotkey appears twice in the manifest")
+
+
+@message("state_announcement", max_bytes=512)
+@dataclass(frozen=True)
+class StateAnnouncement:
+    """`hotkey` holds the model state with `state_hash` at the start of `round` and serves it."""
+
+    run_id: bytes = bounded(exact_len=RUN_ID_BYTES)
+    round: int
+    hotkey: str = bounded(max_len=MAX_HOTKEY)
+    peer_id: bytes = bounded(max_len=MAX_PEER_ID)
+    state_hash: bytes = bounded(exact_len=DIGEST_BYTES)
+    signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
+
+
+SignedMessage = PeerBinding | ContributionMeta | RoundManifest | StateAnnouncement
+
+
+@message("fetch_request", max_bytes=256)
+@dataclass(frozen=True)
+class FetchRequest:
+    """Asks a peer for a blob over a p2p stream: a payload by its sha256, or a state by its state hash."""
+
+    run_id: bytes = bounded(exact_len=RUN_ID_BYTES)
+    kind: str = bounded(max_len=16)  # "payload" | "state"
+    digest: bytes = bounded(exact_len=DIGEST_BYTES)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("payload", "state"):
+            raise ValueError(f"unknown fetch kind {self.kind!r}")

@@ -1,0 +1,56 @@
+"""Real swarms: a bootstrap daemon and several `gradswarm node run` processes on loopback.
+
+`e2e` tests run in the default `make test`; the rest are `slow`.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_demo(out: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess, dict]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "node.cli", "demo", "--out", str(out), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+    )
+    summary_path = out / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    return proc, summary
+
+
+def logs_of(out: Path) -> str:
+    return "\n".join(p.read_text()[-3000:] for p in sorted(out.glob("nodes/*/node.log")))
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_three_nodes_train_one_model_together(tmp_path):
+    proc, summary = run_demo(tmp_path, "--peers", "3", "--rounds", "5", "--round-seconds", "16", timeout=420)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
+    assert summary["rounds_completed"] == 5
+    hashes = set(summary["final_state_hashes"].values())
+    assert len(summary["final_state_hashes"]) == 3 and len(hashes) == 1
+    evals = summary["eval_loss"]
+    assert len(evals) == 5 and evals[-1] < evals[0]
+    assert 0 < summary["upload_bytes_per_peer_round"] <= summary["dense_fp32_bytes"] / 20
+    # Every manifest carried contributions from more than one node: they did train together.
+    rounds = [json.loads(line) for line in (tmp_path / "nodes" / "node0" / "rounds.jsonl").read_text().splitlines()]
+    assert all(r["manifest_entries"] >= 2 for r in rounds[1:])
+
+
+@pytest.mark.slow
+def test_late_joiner_syncs_to_the_signed_state(tmp_path):
+    proc, summary = run_demo(
+        tmp_path, "--peers", "3", "--rounds", "6", "--round-seconds", "16", "--late-join", "3", timeout=480
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
+    assert len(set(summary["final_state_hashes"].values())) == 1
+    late = [json.loads(line) for line in (tmp_path / "nodes" / "node2" / "rounds.jsonl").read_text().splitlines()]
+    assert late[0]["round"] >= 3
+    assert "synced to the signed state" in (tmp_path / "nodes" / "node2" / "node.log").read_text()
+    assert any("train_loss" in r for r in late)  # it trained after joining
