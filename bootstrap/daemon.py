@@ -16,7 +16,7 @@ from pathlib import Path
 
 import hivemind
 
-from node.checkpoint.state import atomic_write
+from node.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 

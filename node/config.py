@@ -37,17 +37,17 @@ class DataSpec:
     digest: str = ""  # pins the corpus manifest; empty means "whatever the stdlib builds to here"
     page_tokens: int = 4096
     eval_pages: int = 8
-    pages_per_round: int = 4
+    pages_per_round: int = 8
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    inner_steps: int = 20
+    inner_steps: int = 40
     batch_size: int = 8
     seq_len: int = 128
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 20
+    lr: float = 2e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 10
 
 
 @dataclass(frozen=True)

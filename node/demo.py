@@ -19,10 +19,17 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
-from node.checkpoint.state import atomic_write
-from node.config import ChainSpec, DataSpec, NodeConfig, RunSpec, ScheduleSpec, render_run_file
+from node.config import (
+    ChainSpec,
+    DataSpec,
+    NodeConfig,
+    RunSpec,
+    ScheduleSpec,
+    render_run_file,
+)
+from node.fsutil import atomic_write
 
-BOOT_SECONDS = 40.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
+BOOT_SECONDS = 20.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
 VALIDATOR_PERMITS = 2
 
 

@@ -18,7 +18,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,8 @@ from bittensor.sp_core import (
     keyfile_data_is_encrypted,
     serialized_keypair_to_keyfile_data,
 )
+
+from node.fsutil import atomic_write
 
 DEFAULT_WALLET_ROOT = Path.home() / ".bittensor" / "wallets"
 
@@ -77,9 +78,12 @@ def new_hotkey(
     keypair = Keypair.create_from_mnemonic(Keypair.generate_mnemonic(12))
     public = Keypair(ss58_address=keypair.ss58_address, public_key=bytes(keypair.public_key))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _write_private(path, bytes(serialized_keypair_to_keyfile_data(keypair)), overwrite=overwrite)
+    try:
+        atomic_write(path, bytes(serialized_keypair_to_keyfile_data(keypair)), mode=0o600, overwrite=overwrite)
+    except FileExistsError:
+        raise FileExistsError(f"hotkey {path} already exists; pass overwrite=True to replace it (the old key is lost)") from None
     public_data = bytes(serialized_keypair_to_keyfile_data(public))
-    _write_private(path.with_name(f"{hotkey}pub.txt"), public_data, overwrite=True)
+    atomic_write(path.with_name(f"{hotkey}pub.txt"), public_data, mode=0o600)
     return keypair
 
 
@@ -166,36 +170,3 @@ def _parse_keyfile(data: bytes) -> Keypair:
     if "ss58Address" in fields and fields["ss58Address"] != keypair.ss58_address:
         raise KeyfileError("ss58Address does not match the secret key")
     return keypair
-
-
-def _write_private(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` with mode 0600, all or nothing.
-
-    The bytes go to a fresh temporary file in the same directory and are
-    fsynced before being renamed into place (or, when not overwriting,
-    hard-linked, which fails atomically if the path appeared meanwhile).
-    """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(
-                    f"hotkey {path} already exists; pass overwrite=True to replace it"
-                    " (the old key is lost)"
-                ) from None
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

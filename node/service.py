@@ -19,10 +19,16 @@ from pathlib import Path
 import torch
 
 from node.chain import ChainView, DevChain, Neuron
-from node.checkpoint.state import StateError, atomic_write, max_state_bytes, parse_state, serialize_state
+from node.checkpoint.state import (
+    StateError,
+    max_state_bytes,
+    parse_state,
+    serialize_state,
+)
 from node.config import NodeConfig, RunSpec
 from node.data.corpus import Corpus
 from node.data.sources import open_corpus
+from node.fsutil import atomic_write
 from node.outer.aggregate import robust_mean
 from node.outer.optimizer import OuterOptimizer, OuterState
 from node.swarm.records import peers_key, round_key
@@ -34,7 +40,13 @@ from node.trainer.model import build_model
 from protocol import signing
 from protocol.assignment import assign_pages, derive, eval_pages
 from protocol.compression import CodecSpec, CompressionError, ErrorFeedback, get_codec
-from protocol.messages import ContributionMeta, ManifestEntry, PeerBinding, RoundManifest, StateAnnouncement
+from protocol.messages import (
+    ContributionMeta,
+    ManifestEntry,
+    PeerBinding,
+    RoundManifest,
+    StateAnnouncement,
+)
 from protocol.schedule import RoundSchedule
 from protocol.signing import Signer
 
@@ -43,6 +55,7 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.5
 MAX_VALIDATOR_SLOTS = 4
 KEPT_ROUNDS = 3  # payloads and states kept in memory for peers that ask late
+CHAIN_REFRESH_SECONDS = 12.0
 
 
 @dataclass
@@ -52,6 +65,11 @@ class Gathered:
     metas: dict[str, ContributionMeta] = field(default_factory=dict)
     vectors: dict[str, torch.Tensor] = field(default_factory=dict)
     rejected: set[bytes] = field(default_factory=set)  # digests that failed checks: never retried
+    pending: dict[str, asyncio.Task] = field(default_factory=dict)  # fetches in flight, by hotkey
+
+    def cancel_pending(self) -> None:
+        for task in self.pending.values():
+            task.cancel()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,6 +121,10 @@ class SwarmNode:
         self.corpus: Corpus
         self.state: OuterState
         self.state_hash = b""
+        self._serialized: dict[bytes, bytes] = {}  # the one state most recently served
+        self._serialize_lock = asyncio.Lock()
+        self._neurons_cache: list[Neuron] = []
+        self._neurons_read_at = float("-inf")
 
     # ------------------------------------------------------------------ setup
 
@@ -142,7 +164,10 @@ class SwarmNode:
         held_state = self.states.get(digest)
         if held_state is None:
             return None
-        return await asyncio.to_thread(serialize_state, held_state[1], held_state[0])
+        async with self._serialize_lock:  # serialize each state once, however many peers ask
+            if digest not in self._serialized:
+                self._serialized = {digest: await asyncio.to_thread(serialize_state, held_state[1], held_state[0])}
+            return self._serialized[digest]
 
     # ------------------------------------------------------------------ run
 
@@ -155,7 +180,12 @@ class SwarmNode:
             round_ = await self._join()
             last = None if rounds is None else rounds
             while last is None or round_ < last:
-                await self._round(round_)
+                try:
+                    await self._round(round_)
+                except (asyncio.CancelledError, KeyboardInterrupt):
+                    raise
+                except Exception:  # one bad round must not take the node down; the next one re-syncs
+                    log.exception("round %d failed", round_)
                 round_ += 1
         finally:
             await self.swarm.shutdown()
@@ -260,16 +290,23 @@ class SwarmNode:
         """Fetch and decode every newly announced, well-formed contribution of round r."""
         gathered = self.gathered.setdefault(r, Gathered())
         metas = await self.swarm.get(round_key(self.run_id, "contrib", r), ContributionMeta)
-        fetches = [m for m in metas if self._wanted(gathered, m)]
-        results = await asyncio.gather(*(self._fetch_payload(m) for m in fetches))
-        for meta, vector in zip(fetches, results):
+        for meta in metas:
+            if self._wanted(gathered, meta):
+                # In the background: a slow or silent peer must not hold up the round.
+                gathered.pending[meta.hotkey] = asyncio.create_task(self._fetch_into(gathered, meta))
+        return gathered
+
+    async def _fetch_into(self, gathered: Gathered, meta: ContributionMeta) -> None:
+        try:
+            vector = await self._fetch_payload(meta, gathered)
             if vector is not None:
                 gathered.metas[meta.hotkey] = meta
                 gathered.vectors[meta.hotkey] = vector
-        return gathered
+        finally:
+            gathered.pending.pop(meta.hotkey, None)
 
     def _wanted(self, gathered: Gathered, meta: ContributionMeta) -> bool:
-        if meta.hotkey in gathered.vectors or meta.digest in gathered.rejected:
+        if meta.hotkey in gathered.vectors or meta.hotkey in gathered.pending or meta.digest in gathered.rejected:
             return False
         if meta.codec != self.spec.codec.name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
             gathered.rejected.add(meta.digest)
@@ -277,8 +314,7 @@ class SwarmNode:
             return False
         return True
 
-    async def _fetch_payload(self, meta: ContributionMeta) -> torch.Tensor | None:
-        gathered = self.gathered[meta.round]
+    async def _fetch_payload(self, meta: ContributionMeta, gathered: Gathered) -> torch.Tensor | None:
         try:
             data = await self.swarm.fetch(meta.peer_id, "payload", meta.digest, meta.nbytes, timeout=20.0)
         except TransferError as e:
@@ -299,9 +335,17 @@ class SwarmNode:
 
     # ------------------------------------------------------------------ manifest
 
+    def _neurons(self) -> list[Neuron]:
+        """The subnet's neurons, read at most once per CHAIN_REFRESH_SECONDS (a metagraph read is slow on a real chain)."""
+        now = time.monotonic()
+        if now - self._neurons_read_at > CHAIN_REFRESH_SECONDS:
+            self._neurons_cache = self.chain.neurons()
+            self._neurons_read_at = now
+        return self._neurons_cache
+
     def _validators(self) -> list[Neuron]:
         """Permitted validators by stake rank: rank 0 signs first, the rest are backups."""
-        permitted = [n for n in self.chain.neurons() if n.validator_permit]
+        permitted = [n for n in self._neurons() if n.validator_permit]
         return sorted(permitted, key=lambda n: (-n.stake, n.uid))[:MAX_VALIDATOR_SLOTS]
 
     async def _best_manifest(self, r: int) -> RoundManifest | None:
@@ -314,7 +358,7 @@ class SwarmNode:
         """Gather until a manifest for round r exists (signing one ourselves when it is our turn)."""
         validators = self._validators()
         my_rank = next((i for i, n in enumerate(validators) if n.hotkey == self.hotkey), None)
-        stakes = {n.hotkey: n.stake for n in self.chain.neurons()}
+        stakes = {n.hotkey: n.stake for n in self._neurons()}
         while True:
             gathered = await self._gather_once(r)
             manifest = await self._best_manifest(r)
@@ -445,7 +489,7 @@ class SwarmNode:
 
     def _forget_before(self, r: int) -> None:
         for old in [k for k in self.gathered if k < r]:
-            del self.gathered[old]
+            self.gathered.pop(old).cancel_pending()
         for digest, (pr, _) in list(self.payloads.items()):
             if pr < r:
                 del self.payloads[digest]

@@ -47,7 +47,9 @@ def sign(msg: M, keypair: Signer) -> M:
 
 @lru_cache(maxsize=4096)
 def _verifier(hotkey: str):
-    from bittensor.sp_core import Keypair  # the SDK is slow to import; only signers and verifiers need it
+    from bittensor.sp_core import (
+        Keypair,  # the SDK is slow to import; only signers and verifiers need it
+    )
 
     try:
         return Keypair(ss58_address=hotkey)

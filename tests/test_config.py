@@ -1,6 +1,12 @@
 import pytest
 
-from node.config import ConfigError, NodeConfig, RunSpec, parse_run_file, render_run_file
+from node.config import (
+    ConfigError,
+    NodeConfig,
+    RunSpec,
+    parse_run_file,
+    render_run_file,
+)
 
 
 def test_round_trip_and_run_id():

@@ -5,7 +5,13 @@ import bittensor as bt
 import pytest
 from bittensor.sp_core import Keypair
 
-from node.keys import MAX_KEYFILE_BYTES, KeyfileError, hotkey_path, load_hotkey, new_hotkey
+from node.keys import (
+    MAX_KEYFILE_BYTES,
+    KeyfileError,
+    hotkey_path,
+    load_hotkey,
+    new_hotkey,
+)
 
 BTWALLET_FIELDS = {
     "accountId",

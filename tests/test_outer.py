@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from node.checkpoint.state import StateError, max_state_bytes, parse_state, serialize_state
+from node.checkpoint.state import (
+    StateError,
+    max_state_bytes,
+    parse_state,
+    serialize_state,
+)
 from node.outer.aggregate import clip_factors, robust_mean
 from node.outer.optimizer import OuterOptimizer, OuterState
 

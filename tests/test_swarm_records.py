@@ -3,7 +3,6 @@
 import asyncio
 import dataclasses
 import time
-from pathlib import Path
 
 import pytest
 from bittensor.sp_core import Keypair
@@ -16,7 +15,12 @@ from node.chain import DevChain
 from node.swarm import records
 from node.swarm.swarm import Swarm
 from protocol import signing, wire
-from protocol.messages import ContributionMeta, ManifestEntry, PeerBinding, RoundManifest
+from protocol.messages import (
+    ContributionMeta,
+    ManifestEntry,
+    PeerBinding,
+    RoundManifest,
+)
 
 RUN = b"\x07" * 32
 

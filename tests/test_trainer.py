@@ -5,7 +5,13 @@ import pytest
 import torch
 
 from node.trainer.inner import InnerTrainer, eval_loss, eval_windows, sample_windows
-from node.trainer.model import PRESETS, ModelPreset, build_model, llama_config, param_count
+from node.trainer.model import (
+    PRESETS,
+    ModelPreset,
+    build_model,
+    llama_config,
+    param_count,
+)
 
 SEQ = 32
 

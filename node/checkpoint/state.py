@@ -7,10 +7,6 @@ the resulting hash with one a permitted validator signed.
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
-
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
@@ -48,23 +44,3 @@ def parse_state(data: bytes, numel: int) -> OuterState:
         if not bool(torch.isfinite(tensor).all()):
             raise StateError(f"{name}: non-finite values")
     return OuterState(theta=tensors["theta"], momentum=tensors["momentum"])
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write-then-rename, so a crash leaves the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -25,12 +25,13 @@ import json
 import os
 import re
 import sysconfig
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+
+from node.fsutil import atomic_write
 
 __all__ = [
     "VOCAB_SIZE",
@@ -219,37 +220,6 @@ class Corpus:
 # ----------------------------------------------------------------------------- disk
 
 
-def _atomic_write(path: Path, data: bytes | memoryview) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same folder, fsync, os.replace."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _check_digest_arg(digest: str) -> str:
     if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
         raise CorpusNotFoundError(f"not a corpus digest (want 64 lowercase hex chars): {digest!r}")
@@ -313,8 +283,8 @@ def build_corpus_from_bytes(name: str, data: bytes, cache_dir: Path | str, page_
     folder.mkdir(parents=True, exist_ok=True)
     # Concurrent builders write identical bytes; each replace is atomic, and the
     # manifest goes last, so a manifest's presence means tokens.bin is complete.
-    _atomic_write(folder / TOKENS_FILE, memoryview(tokens).cast("B"))
-    _atomic_write(folder / MANIFEST_FILE, manifest.to_json_bytes())
+    atomic_write(folder / TOKENS_FILE, memoryview(tokens).cast("B"))
+    atomic_write(folder / MANIFEST_FILE, manifest.to_json_bytes())
     return load_corpus(cache_dir, manifest.digest)
 
 
@@ -361,7 +331,7 @@ def build_corpus_from_files(
             pass  # stale or damaged index entry: rebuild
     corpus = build_corpus_from_bytes(name, _read_files(files), cache_dir, page_tokens)
     index_path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(index_path, _canonical_json({"digest": corpus.manifest.digest}))
+    atomic_write(index_path, _canonical_json({"digest": corpus.manifest.digest}))
     return corpus
 
 

@@ -18,11 +18,16 @@ from hivemind.utils.serializer import MSGPackSerializer
 
 from node.chain import ChainView
 from protocol import signing, wire
-from protocol.messages import ContributionMeta, PeerBinding, RoundManifest, StateAnnouncement
+from protocol.messages import (
+    ContributionMeta,
+    PeerBinding,
+    RoundManifest,
+    StateAnnouncement,
+)
 from protocol.wire import ProtocolError
 
 MAX_RECORD_TTL = 3600.0  # nobody may pin a record in our DHT for longer
-CHAIN_CACHE_SECONDS = 5.0
+CHAIN_CACHE_SECONDS = 12.0  # about one block: registrations show up within a block
 
 
 def peers_key(run_id: bytes) -> str:
