@@ -39,6 +39,10 @@ class DataSpec:
     eval_pages: int = 8
     pages_per_round: int = 8
 
+    def __post_init__(self) -> None:
+        _require(self.page_tokens >= 2, "page_tokens must be at least 2")
+        _require(self.eval_pages >= 1 and self.pages_per_round >= 1, "eval_pages and pages_per_round must be positive")
+
 
 @dataclass(frozen=True)
 class TrainSpec:
@@ -48,6 +52,10 @@ class TrainSpec:
     lr: float = 2e-3
     weight_decay: float = 0.1
     warmup_steps: int = 10
+
+    def __post_init__(self) -> None:
+        _require(self.inner_steps >= 1 and self.batch_size >= 1 and self.seq_len >= 1, "inner_steps, batch_size, seq_len must be positive")
+        _require(self.lr > 0 and self.weight_decay >= 0 and self.warmup_steps >= 0, "lr must be positive, weight_decay and warmup_steps not negative")
 
 
 @dataclass(frozen=True)
@@ -79,6 +87,9 @@ class ScheduleSpec:
     start_block: int = 0
     round_seconds: float = 30.0
 
+    def __post_init__(self) -> None:
+        _require(self.round_seconds > 0, "round_seconds must be positive")
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -109,6 +120,11 @@ class NodeConfig:
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
     torch_threads: int = 0  # 0: torch's default
     evaluate: bool = False  # measure held-out loss after every round (costs a forward pass)
+    checkpoint_every: int = 1  # rounds between local state checkpoints (restarts resume from them)
+
+    def __post_init__(self) -> None:
+        _require(0 <= self.port <= 65535, "port must be in [0, 65535]")
+        _require(self.checkpoint_every >= 1 and self.torch_threads >= 0, "checkpoint_every must be positive, torch_threads not negative")
     corpus_cache: str = ""  # empty: <data_dir>/corpus
 
 
@@ -138,7 +154,15 @@ def _build(cls: type, table: Any, where: str) -> Any:
             if not isinstance(raw, hint) or (hint is int and isinstance(raw, bool)):
                 raise ConfigError(f"{label} must be {hint.__name__}")
             kwargs[name] = raw
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ValueError as e:
+        raise ConfigError(f"[{where}] {e}") from None
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
 
 
 def parse_run_file(text: str) -> tuple[RunSpec, NodeConfig]:

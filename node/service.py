@@ -21,8 +21,10 @@ import torch
 from node.chain import ChainView, DevChain, Neuron
 from node.checkpoint.state import (
     StateError,
+    load_checkpoint,
     max_state_bytes,
     parse_state,
+    save_checkpoint,
     serialize_state,
 )
 from node.config import NodeConfig, RunSpec
@@ -56,6 +58,7 @@ POLL_SECONDS = 0.5
 MAX_VALIDATOR_SLOTS = 4
 KEPT_ROUNDS = 3  # payloads and states kept in memory for peers that ask late
 CHAIN_REFRESH_SECONDS = 12.0
+PAYLOAD_FILE_ROUNDS = 32  # own payloads stay on disk this long (what was published, for later inspection)
 
 
 @dataclass
@@ -100,6 +103,7 @@ class SwarmNode:
         self.chain = chain
         self.run_id = spec.run_id
         self.data_dir = Path(config.data_dir)
+        self.checkpoint_path = self.data_dir / "state.safetensors"
         self.device = resolve_device(config.device)
         self.schedule = RoundSchedule(
             genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds
@@ -137,6 +141,14 @@ class SwarmNode:
         self.model = build_model(self.spec.model.preset, self.spec.model.seed).to(self.device)
         self.numel = params.numel(self.model)
         self._adopt(OuterState.fresh(params.flatten(self.model)), round_=0)
+        try:
+            saved = load_checkpoint(self.checkpoint_path, self.numel)
+        except StateError as e:
+            log.warning("ignoring the local checkpoint: %s", e)
+            saved = None
+        if saved is not None:
+            self._adopt(*saved)
+            log.info("resuming from the local checkpoint of round %d", saved[1])
         t = self.spec.train
         self.trainer = InnerTrainer(
             self.model,
@@ -252,6 +264,8 @@ class SwarmNode:
         report["in_sync"] = manifest is None or self.state_hash == manifest.result_state_hash
         report["upload_payload_bytes"] = self.swarm.bytes_served["payload"] - served_before["payload"]
         report["upload_state_bytes"] = self.swarm.bytes_served["state"] - served_before["state"]
+        if self.state_round == r + 1 and (r + 1) % self.config.checkpoint_every == 0:
+            await asyncio.to_thread(save_checkpoint, self.checkpoint_path, self.state, r + 1)
         report["t_end"] = time.time()
         self._record(report)
         self._forget_before(r - KEPT_ROUNDS)
@@ -493,3 +507,7 @@ class SwarmNode:
         for digest, (pr, _) in list(self.payloads.items()):
             if pr < r:
                 del self.payloads[digest]
+        for path in (self.data_dir / "payloads").glob("*.bin"):
+            round_text = path.name.split("-", 1)[0]
+            if round_text.isdigit() and int(round_text) < r - PAYLOAD_FILE_ROUNDS:
+                path.unlink(missing_ok=True)

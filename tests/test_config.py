@@ -41,3 +41,17 @@ def test_node_section_does_not_change_run_id():
 def test_bad_configs_say_what_is_wrong(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_run_file(text)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[train]\ninner_steps = 0\n", "must be positive"),
+        ("[schedule]\nround_seconds = -1\n", "round_seconds must be positive"),
+        ("[node]\nport = 70000\n", "port must be in"),
+        ("[node]\ncheckpoint_every = 0\n", "checkpoint_every must be positive"),
+    ],
+)
+def test_out_of_range_values(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_run_file(text)

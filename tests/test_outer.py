@@ -77,3 +77,17 @@ def test_state_serialization_round_trip_and_hardening():
         parse_state(save({"theta": state.theta, "evil": state.momentum}), 100)
     with pytest.raises(StateError, match="expected float32"):
         parse_state(save({"theta": state.theta.double(), "momentum": state.momentum}), 100)
+
+
+def test_local_checkpoint_round_trip(tmp_path):
+    from node.checkpoint.state import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "state.safetensors"
+    assert load_checkpoint(path, 10) is None
+    state = OuterState.fresh(torch.randn(10))
+    save_checkpoint(path, state, 7)
+    loaded, round_ = load_checkpoint(path, 10)
+    assert round_ == 7 and loaded.state_hash() == state.state_hash()
+    path.write_bytes(path.read_bytes()[:-3])  # a damaged file is an error, not a silent fresh start
+    with pytest.raises(StateError):
+        load_checkpoint(path, 10)

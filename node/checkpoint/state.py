@@ -7,11 +7,14 @@ the resulting hash with one a permitted validator signed.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
+from node.fsutil import atomic_write
 from node.outer.optimizer import OuterState
 
 HEADER_ALLOWANCE = 4096
@@ -44,3 +47,20 @@ def parse_state(data: bytes, numel: int) -> OuterState:
         if not bool(torch.isfinite(tensor).all()):
             raise StateError(f"{name}: non-finite values")
     return OuterState(theta=tensors["theta"], momentum=tensors["momentum"])
+
+
+def save_checkpoint(path: Path, state: OuterState, round_: int) -> None:
+    """The node's own copy of the shared state, so a restart (even of the whole swarm) loses nothing."""
+    atomic_write(path, serialize_state(state, round_))
+
+
+def load_checkpoint(path: Path, numel: int) -> tuple[OuterState, int] | None:
+    """The saved state and the round it starts, or None if there is none; a damaged file is an error."""
+    if not path.exists():
+        return None
+    state = parse_state(path.read_bytes(), numel)
+    with safe_open(path, framework="pt") as f:
+        round_text = (f.metadata() or {}).get("round", "")
+    if not round_text.isdigit():
+        raise StateError(f"{path}: checkpoint without a round number")
+    return state, int(round_text)

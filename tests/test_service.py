@@ -1,0 +1,51 @@
+"""SwarmNode pieces that need no network: start-up state and the local checkpoint."""
+
+import torch
+from bittensor.sp_core import Keypair
+
+from node.chain import DevChain
+from node.checkpoint.state import save_checkpoint
+from node.config import ChainSpec, NodeConfig, RunSpec, ScheduleSpec
+from node.service import SwarmNode
+
+
+def make_node(tmp_path, chain):
+    keypair = Keypair.create_from_uri("//Alice")
+    spec = RunSpec(chain=ChainSpec(kind="dev", path=str(chain.path)), schedule=ScheduleSpec(round_seconds=10))
+    config = NodeConfig(data_dir=str(tmp_path / "node"), corpus_cache=str(tmp_path / "corpus"), torch_threads=1)
+    return SwarmNode(spec, config, keypair, chain)
+
+
+def test_fresh_nodes_agree_on_the_initial_state(tmp_path):
+    chain = DevChain.create(tmp_path / "chain.sqlite")
+    a, b = make_node(tmp_path / "a", chain), make_node(tmp_path / "b", chain)
+    a._setup_compute()
+    b._setup_compute()
+    assert a.state_hash == b.state_hash and a.state_round == 0
+    assert a.eval_page_ids == b.eval_page_ids and not set(a.eval_page_ids) - a.excluded
+
+
+def test_restart_resumes_from_the_local_checkpoint(tmp_path):
+    chain = DevChain.create(tmp_path / "chain.sqlite")
+    node = make_node(tmp_path, chain)
+    node._setup_compute()
+    moved = node.state.clone()
+    moved.theta.add_(0.01)
+    save_checkpoint(node.checkpoint_path, moved, 5)
+
+    restarted = make_node(tmp_path, chain)
+    restarted._setup_compute()
+    assert restarted.state_hash == moved.state_hash() and restarted.state_round == 5
+    assert torch.equal(restarted.state.theta, moved.theta)
+
+
+def test_damaged_checkpoint_falls_back_to_a_fresh_state(tmp_path):
+    chain = DevChain.create(tmp_path / "chain.sqlite")
+    node = make_node(tmp_path, chain)
+    node._setup_compute()
+    fresh_hash = node.state_hash
+    node.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+    node.checkpoint_path.write_bytes(b"not a checkpoint")
+    restarted = make_node(tmp_path, chain)
+    restarted._setup_compute()
+    assert restarted.state_hash == fresh_hash and restarted.state_round == 0
