@@ -205,6 +205,7 @@ def judge(spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path
         "state_sync_bytes_per_peer_round": mean(state_uploads) if state_uploads else 0.0,
         "dense_fp32_bytes": dense,
         "codec": spec.codec.name,
+        "rounds_with_manifest": sum(1 for r in logs[0].values() if r["manifest_entries"] >= 2) if logs else 0,
         "state_syncs": sum(1 for log in logs for r in log if log[r].get("resynced")),
         "node_exit_codes": codes,
         "wall_seconds": round(wall, 1),
@@ -215,6 +216,8 @@ def judge(spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path
         problems.append(f"only {completed}/{rounds} rounds completed by every node")
     if len(set(final.values())) != 1 or len(final) != peers:
         problems.append("final state hashes differ between nodes")
+    if summary["rounds_with_manifest"] < rounds / 2:
+        problems.append(f"only {summary['rounds_with_manifest']}/{rounds} rounds merged contributions from 2+ nodes")
     if any(c != 0 for c in codes):
         problems.append(f"node exit codes {codes}")
     evals = [e for e in summary["eval_loss"] if e is not None]

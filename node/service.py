@@ -238,8 +238,9 @@ class SwarmNode:
         base_hash = self.state_hash
 
         if time.time() < d.train_end and self.state_round == r:
-            loss, payload = await asyncio.to_thread(self._train_and_compress, r)
+            loss, payload = await asyncio.to_thread(self._train_and_compress, r, d.train_end)
             report["train_loss"] = loss
+            report["inner_steps"] = self.trainer.last_steps
             report["payload_bytes"] = len(payload)
             if time.time() < d.gather_end:
                 await self._publish(r, payload)
@@ -270,12 +271,12 @@ class SwarmNode:
         self._record(report)
         self._forget_before(r - KEPT_ROUNDS)
 
-    def _train_and_compress(self, r: int) -> tuple[float, bytes]:
+    def _train_and_compress(self, r: int, deadline: float) -> tuple[float, bytes]:
         theta = self.state.theta.to(self.device)
         params.load_flat(self.model, theta)
         pages = assign_pages(self.run_id, r, self.hotkey, self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded)
         seed = int.from_bytes(derive(self.run_id, "train-seed", r, self.hotkey)[:8], "little")
-        loss = self.trainer.train(self.corpus.pages(pages), steps=self.spec.train.inner_steps, seed=seed)
+        loss = self.trainer.train(self.corpus.pages(pages), steps=self.spec.train.inner_steps, seed=seed, deadline=deadline)
         delta = theta - params.flatten(self.model)
         payload = self.feedback.step(delta, self.codec, beta=self.spec.codec.error_feedback_beta)
         return loss, payload
@@ -292,6 +293,7 @@ class SwarmNode:
             digest=digest,
             nbytes=len(payload),
             codec=self.spec.codec.name,
+            base_state_hash=self.state_hash,
         )
         gathered = self.gathered.setdefault(r, Gathered())
         gathered.metas[self.hotkey] = meta

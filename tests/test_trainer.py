@@ -143,3 +143,14 @@ def test_trainer_state_dict_roundtrip():
     assert l1 == l2
     s1, s2 = model.state_dict(), model2.state_dict()
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
+
+
+def test_training_stops_at_its_deadline():
+    import time
+
+    model = build_model("tiny", 0)
+    tr = InnerTrainer(model, lr=1e-3, batch_size=2, seq_len=SEQ, device="cpu")
+    loss = tr.train(_text_pages()[:4], 50, seed=0, deadline=time.time())
+    assert tr.last_steps == 1 and tr.step_count == 1 and loss > 0  # at least one step, then stop
+    tr.train(_text_pages()[:4], 3, seed=0, deadline=time.time() + 600)
+    assert tr.last_steps == 3

@@ -11,6 +11,8 @@ bf16 autocast is used on CUDA only; CPU runs in float32.
 
 from __future__ import annotations
 
+import time
+
 from typing import Sequence
 
 import numpy as np
@@ -100,6 +102,7 @@ class InnerTrainer:
         self.seq_len = int(seq_len)
         self.grad_clip = float(grad_clip)
         self.step_count = 0  # total inner steps taken, across rounds (drives warmup)
+        self.last_steps = 0  # steps the last train() call took (fewer than asked if it hit its deadline)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
         groups = [{"params": decay, "weight_decay": float(weight_decay)}]
@@ -115,8 +118,13 @@ class InnerTrainer:
             return self.lr * (step + 1) / self.warmup_steps
         return self.lr
 
-    def train(self, pages: Sequence[np.ndarray], steps: int, seed: int) -> float:
-        """Run ``steps`` AdamW steps on random windows of ``pages``; return the mean training loss."""
+    def train(self, pages: Sequence[np.ndarray], steps: int, seed: int, deadline: float | None = None) -> float:
+        """Run ``steps`` AdamW steps on random windows of ``pages``; return the mean training loss.
+
+        With a ``deadline`` (wall-clock seconds) it stops early once that time has
+        passed, so a slow machine still publishes its partial work within the round;
+        ``last_steps`` tells how many steps ran.
+        """
         if steps <= 0:
             raise ValueError("steps must be positive")
         pages = _check_pages(pages, self.seq_len)
@@ -126,8 +134,11 @@ class InnerTrainer:
         was_training = model.training
         model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        done = 0
         try:
             for _ in range(steps):
+                if deadline is not None and done > 0 and time.time() >= deadline:
+                    break
                 batch = sample_windows(pages, self.batch_size, self.seq_len, gen).to(self.device, non_blocking=True)
                 lr = self._lr_at(self.step_count)
                 for g in self.optimizer.param_groups:
@@ -140,11 +151,13 @@ class InnerTrainer:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                 self.optimizer.step()
                 self.step_count += 1
+                done += 1
                 total += loss.detach().to(torch.float64)
         finally:
             self.optimizer.zero_grad(set_to_none=True)
             model.train(was_training)
-        return float(total.item()) / steps
+        self.last_steps = done
+        return float(total.item()) / done
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "step_count": self.step_count}
