@@ -54,3 +54,28 @@ def assign_pages(run_id: bytes, round_: int, hotkey: str, num_pages: int, count:
             seen.add(page)
             chosen.append(page)
     return chosen
+
+
+def verification_targets(run_id: bytes, round_: int, verifier: str, candidates: list[str], count: int) -> list[str]:
+    """Which contributions `verifier` checks in `round_`: a seeded draw others can reproduce."""
+    others = sorted(set(candidates) - {verifier})
+    return sorted(others, key=lambda hotkey: derive(run_id, "verify-target", round_, verifier, hotkey))[:count]
+
+
+def check_pages(
+    run_id: bytes, round_: int, verifier: str, subject: str, assigned: list[int], count: int, num_pages: int, excluded: frozenset[int]
+) -> tuple[list[int], list[int]]:
+    """Pages a verifier evaluates a contribution on: `count` of the subject's assigned pages,
+    and `count` control pages from `excluded`'s complement (nobody trained on them this round)."""
+    ranked = sorted(assigned, key=lambda page: derive(run_id, "check-page", round_, verifier, subject, page))
+    control_seed = derive(run_id, "control-pages", round_, verifier, subject)
+    control: list[int] = []
+    counter = 0
+    if num_pages - len(excluded) < count:
+        raise ValueError("not enough unassigned pages for control pages")
+    while len(control) < count:
+        page = _draw(control_seed, counter, num_pages)
+        counter += 1
+        if page not in excluded and page not in control:
+            control.append(page)
+    return ranked[:count], control

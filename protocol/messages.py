@@ -43,6 +43,7 @@ class ContributionMeta:
     digest: bytes = bounded(exact_len=DIGEST_BYTES)
     nbytes: int
     codec: str = bounded(max_len=MAX_CODEC_NAME)
+    base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # θ_r it was trained from
     signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
 
 
@@ -89,7 +90,58 @@ class StateAnnouncement:
     signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
 
 
-SignedMessage = PeerBinding | ContributionMeta | RoundManifest | StateAnnouncement
+MAX_CHECK_PAGES = 32
+MAX_METRICS = 32
+MAX_COMPARED = 64
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str = bounded(max_len=32)
+    value: float
+
+
+@message("verification_record", max_bytes=16384)
+@dataclass(frozen=True)
+class VerificationRecord:
+    """One verifier's signed verdict on one contribution, naming every input by digest.
+
+    An auditor holding the inputs (θ_r by its state hash, the payloads and the
+    page tokens by sha256) re-runs the same checks and must reach the same
+    metrics within `tolerances` and the same verdict.
+    """
+
+    run_id: bytes = bounded(exact_len=RUN_ID_BYTES)
+    round: int
+    hotkey: str = bounded(max_len=MAX_HOTKEY)  # the verifier
+    subject: str = bounded(max_len=MAX_HOTKEY)  # whose contribution
+    payload_digest: bytes = bounded(exact_len=DIGEST_BYTES)
+    base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # θ_r
+    codec: str = bounded(max_len=MAX_CODEC_NAME)
+    assigned_pages: tuple[int, ...] = bounded(max_len=MAX_CHECK_PAGES)
+    control_pages: tuple[int, ...] = bounded(max_len=MAX_CHECK_PAGES)
+    page_digests: tuple[bytes, ...] = bounded(max_len=2 * MAX_CHECK_PAGES)  # assigned then control
+    compared: tuple[ManifestEntry, ...] = bounded(max_len=MAX_COMPARED)  # other contributions of the round
+    seed: int
+    metrics: tuple[Metric, ...] = bounded(max_len=MAX_METRICS)
+    tolerances: tuple[Metric, ...] = bounded(max_len=MAX_METRICS)
+    verdict: str = bounded(max_len=8)  # "pass" | "fail"
+    reason: str = bounded(max_len=256)
+    signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
+
+    def __post_init__(self) -> None:
+        if self.verdict not in ("pass", "fail"):
+            raise ValueError(f"verdict must be pass or fail, not {self.verdict!r}")
+        if len(self.page_digests) != len(self.assigned_pages) + len(self.control_pages):
+            raise ValueError("one page digest per assigned and control page")
+        if any(len(d) != DIGEST_BYTES for d in self.page_digests):
+            raise ValueError("page digests are sha256")
+
+    def metric(self, name: str) -> float:
+        return next(m.value for m in self.metrics if m.name == name)
+
+
+SignedMessage = PeerBinding | ContributionMeta | RoundManifest | StateAnnouncement | VerificationRecord
 
 
 @message("fetch_request", max_bytes=256)

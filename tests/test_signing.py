@@ -21,7 +21,7 @@ def bob():
 
 
 def meta(hotkey, run=RUN, round_=1):
-    return ContributionMeta(run_id=run, round=round_, hotkey=hotkey, peer_id=b"p", digest=b"\x00" * 32, nbytes=10, codec="topk")
+    return ContributionMeta(run_id=run, round=round_, hotkey=hotkey, peer_id=b"p", digest=b"\x00" * 32, nbytes=10, codec="topk", base_state_hash=b"\x03" * 32)
 
 
 def test_signed_message_verifies_after_wire_round_trip(alice):

@@ -46,7 +46,7 @@ def record_for(msg, *, key=None, subkey=None, ttl=60.0, value=None):
 
 
 def meta(kp, round_=1, run=RUN):
-    m = ContributionMeta(run_id=run, round=round_, hotkey=kp.ss58_address, peer_id=b"p", digest=b"\x01" * 32, nbytes=5, codec="topk")
+    m = ContributionMeta(run_id=run, round=round_, hotkey=kp.ss58_address, peer_id=b"p", digest=b"\x01" * 32, nbytes=5, codec="topk", base_state_hash=b"\x03" * 32)
     return signing.sign(m, kp)
 
 

@@ -22,7 +22,7 @@ DIGEST = b"\xab" * 32
 def samples():
     return [
         PeerBinding(run_id=RUN, hotkey=HOTKEY, peer_id=b"\x00" * 38, expires_at=123.5, signature=b"s" * 64),
-        ContributionMeta(run_id=RUN, round=7, hotkey=HOTKEY, peer_id=b"p" * 38, digest=DIGEST, nbytes=1000, codec="topk"),
+        ContributionMeta(run_id=RUN, round=7, hotkey=HOTKEY, peer_id=b"p" * 38, digest=DIGEST, nbytes=1000, codec="topk", base_state_hash=DIGEST),
         RoundManifest(
             run_id=RUN, round=3, hotkey=HOTKEY, base_state_hash=DIGEST,
             entries=(ManifestEntry(HOTKEY, DIGEST), ManifestEntry("other", b"\x01" * 32)),
@@ -88,8 +88,8 @@ def _raw(type_name, fields, version=1):
         (_raw("peer_binding", [RUN, HOTKEY, "p", 1.0, b""]), "expected bytes"),
         (_raw("peer_binding", [RUN, HOTKEY, b"p", float("nan"), b""]), "not finite"),
         (_raw("peer_binding", [RUN, HOTKEY, b"p", True, b""]), "expected float"),
-        (_raw("contribution_meta", [RUN, -1, HOTKEY, b"p", DIGEST, 1, "topk", b""]), "out of range"),
-        (_raw("contribution_meta", [RUN, True, HOTKEY, b"p", DIGEST, 1, "topk", b""]), "expected int"),
+        (_raw("contribution_meta", [RUN, -1, HOTKEY, b"p", DIGEST, 1, "topk", DIGEST, b""]), "out of range"),
+        (_raw("contribution_meta", [RUN, True, HOTKEY, b"p", DIGEST, 1, "topk", DIGEST, b""]), "expected int"),
         (_raw("peer_binding", [RUN, "x" * 65, b"p", 1.0, b""]), "exceeds 64"),
         (_raw("round_manifest", [RUN, 1, HOTKEY, DIGEST, [[HOTKEY, DIGEST], [HOTKEY, DIGEST]], DIGEST, b""]), "twice"),
         (_raw("round_manifest", [RUN, 1, HOTKEY, DIGEST, "nope", DIGEST, b""]), "expected a list"),
