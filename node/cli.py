@@ -85,11 +85,29 @@ def cmd_bootstrap_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit_replay(args: argparse.Namespace) -> int:
+    from node.audit.replay import Replayer, format_rows
+    from node.audit.store import AuditError, AuditStore
+
+    store = AuditStore(Path(args.store))
+    try:
+        rows = Replayer(store).replay_all(round_=args.round, record=args.record)
+    except AuditError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_rows(rows))
+    bad = [r for r in rows if not r.agrees]
+    print(f"{len(rows) - len(bad)} agree, {len(bad)} disagree or could not be replayed")
+    return 1 if bad or not rows else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo
 
+    adversaries = tuple(k for k in args.adversaries.split(",") if k)
     return run_demo(
-        peers=args.peers, rounds=args.rounds, out=Path(args.out), round_seconds=args.round_seconds, late_rounds=args.late_join
+        peers=args.peers, rounds=args.rounds, out=Path(args.out), round_seconds=args.round_seconds,
+        late_rounds=args.late_join, adversaries=adversaries,
     )
 
 
@@ -121,11 +139,19 @@ def build_parser() -> argparse.ArgumentParser:
     brun.add_argument("--peer", action="append", help="other bootstrap peers to join (repeatable)")
     brun.set_defaults(func=cmd_bootstrap_run)
 
+    audit = sub.add_parser("audit", help="replay recorded verifications").add_subparsers(dest="action", required=True)
+    replay = audit.add_parser("replay", help="re-run the checks of an audit store and compare verdicts")
+    replay.add_argument("--store", required=True, help="a node's audit folder (<data_dir>/audit)")
+    replay.add_argument("--round", type=int, default=None)
+    replay.add_argument("--record", default=None, help="a record digest (hex prefix)")
+    replay.set_defaults(func=cmd_audit_replay)
+
     demo = sub.add_parser("demo", help="a real swarm of several nodes on loopback with an embedded dev chain")
     demo.add_argument("--peers", type=int, default=3)
     demo.add_argument("--rounds", type=int, default=12)
     demo.add_argument("--out", default="demo-out")
-    demo.add_argument("--round-seconds", type=float, default=20.0)
+    demo.add_argument("--round-seconds", type=float, default=None, help="default: 20 s for 3 nodes, more for more")
+    demo.add_argument("--adversaries", default="", metavar="KINDS", help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale")
     demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
     demo.set_defaults(func=cmd_demo)
     return parser

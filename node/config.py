@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from node.adversary import check_kind as check_adversary
+
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -64,6 +66,7 @@ class OuterSpec:
     momentum: float = 0.9
     nesterov: bool = True
     gather_size: int = 32  # G: most contributions a manifest may name
+    probation_slots: int = 8  # of those, at most this many for hotkeys nobody has verified yet
 
 
 @dataclass(frozen=True)
@@ -121,10 +124,16 @@ class NodeConfig:
     torch_threads: int = 0  # 0: torch's default
     evaluate: bool = False  # measure held-out loss after every round (costs a forward pass)
     checkpoint_every: int = 1  # rounds between local state checkpoints (restarts resume from them)
+    verify_samples: int = 2  # contributions this node checks per round
+    audit_rounds: int = 32  # rounds of verification records (and their inputs) kept for auditors
+    weights_every: int = 5  # rounds between weight updates on chain (validators only)
+    adversary: str = ""  # demo only: behave as this kind of cheater (see node/adversary.py)
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "port must be in [0, 65535]")
         _require(self.checkpoint_every >= 1 and self.torch_threads >= 0, "checkpoint_every must be positive, torch_threads not negative")
+        _require(self.verify_samples >= 0 and self.audit_rounds >= 1 and self.weights_every >= 1, "verify_samples, audit_rounds, weights_every out of range")
+        check_adversary(self.adversary)
     corpus_cache: str = ""  # empty: <data_dir>/corpus
 
 

@@ -19,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from statistics import mean
 
+from node.adversary import check_kind as check_adversary
 from node.config import (
     ChainSpec,
     DataSpec,
@@ -68,8 +69,12 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
-def prepare(out: Path, peers: int, round_seconds: float) -> tuple[RunSpec, list[NodeConfig]]:
-    """Fresh chain, keys and corpus under `out`; the spec and one node config per node."""
+def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str]) -> tuple[RunSpec, list[NodeConfig], list[str]]:
+    """Fresh chain, keys and corpus under `out`; the spec, one node config per node, and the adversaries' hotkeys.
+
+    Honest nodes come first (node0 has the most stake and signs manifests);
+    adversaries follow with small stakes: registered, but no validator permit.
+    """
     from node.chain import DevChain
     from node.data.sources import open_corpus
     from node.keys import new_hotkey
@@ -92,11 +97,15 @@ def prepare(out: Path, peers: int, round_seconds: float) -> tuple[RunSpec, list[
         schedule=ScheduleSpec(start_block=chain.block() + int(BOOT_SECONDS), round_seconds=round_seconds),
     )
     wallets = out / "wallets"
-    nodes = []
-    for i in range(peers):
+    nodes, cheaters = [], []
+    total = peers + len(adversaries)
+    for i in range(total):
+        kind = adversaries[i - peers] if i >= peers else ""
         keypair = new_hotkey(f"node{i}", "default", wallets)
         chain.register(keypair.ss58_address)
-        chain.add_stake(keypair.ss58_address, 1000.0 / (i + 1))  # node0 signs manifests, node1 is its backup
+        chain.add_stake(keypair.ss58_address, 10.0 if kind else 1000.0 / (i + 1))  # node0 signs, node1 backs it up
+        if kind:
+            cheaters.append(keypair.ss58_address)
         nodes.append(NodeConfig(
             data_dir=str((out / "nodes" / f"node{i}").resolve()),
             wallet=f"node{i}",
@@ -104,17 +113,27 @@ def prepare(out: Path, peers: int, round_seconds: float) -> tuple[RunSpec, list[
             torch_threads=1,
             evaluate=(i == 0),
             corpus_cache=str((out / "corpus").resolve()),
+            verify_samples=total - 1 if i < VALIDATOR_PERMITS else 1,  # validators check everyone
+            adversary=kind,
         ))
-    return spec, nodes
+    return spec, nodes, cheaters
 
 
-def run_demo(peers: int, rounds: int, out: Path, round_seconds: float, late_rounds: int = 0) -> int:
-    """Run the swarm; with `late_rounds`, the last node only starts once that round has begun."""
+def run_demo(
+    peers: int, rounds: int, out: Path, round_seconds: float | None = None, late_rounds: int = 0, adversaries: tuple[str, ...] = ()
+) -> int:
+    """Run the swarm; with `late_rounds`, the last node only starts once that round has begun;
+    `adversaries` adds one cheating node of each named kind."""
     if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds:
         print("error: the demo needs at least 2 peers, 1 round, and --late-join below --rounds", file=sys.stderr)
         return 2
+    for kind in adversaries:
+        check_adversary(kind)
+    total = peers + len(adversaries)
+    if round_seconds is None:  # on 2 cores every extra process slows everyone down
+        round_seconds = 20.0 + 5.0 * max(0, total - 3)
     started = time.time()
-    spec, node_configs = prepare(out, peers, round_seconds)
+    spec, node_configs, cheaters = prepare(out, peers, round_seconds, list(adversaries))
     configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
     round_zero = started + BOOT_SECONDS  # approximately: the chain's block clock decides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -127,13 +146,15 @@ def run_demo(peers: int, rounds: int, out: Path, round_seconds: float, late_roun
         on_time = configs[:-1] if late_rounds else configs
         procs += [_start_node(path, rounds, env) for path in on_time]
         print(f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, logs under {out}/nodes/*/node.log")
+        if adversaries:
+            print(f"demo: plus adversaries {', '.join(adversaries)} (nodes {peers}..{total - 1})")
         if late_rounds:
             print(f"demo: {configs[-1].parent.name} joins late, in round {late_rounds}")
         print(f"{'round':>5} {'train_loss':>10} {'eval_loss':>9} {'manifest':>8} {'bytes_sent':>10}")
         deadline = round_zero + (rounds + 2) * round_seconds + 60
         printed = 0
         while printed < rounds and time.time() < deadline:
-            if late_rounds and len(procs) == peers and time.time() >= round_zero + late_rounds * round_seconds:
+            if late_rounds and len(procs) == total and time.time() >= round_zero + late_rounds * round_seconds:
                 procs.append(_start_node(configs[-1], rounds, env))
             logs = [_read_rounds(path.parent / "rounds.jsonl") for path in on_time]
             while printed < rounds and all(printed in log for log in logs):
@@ -150,7 +171,7 @@ def run_demo(peers: int, rounds: int, out: Path, round_seconds: float, late_roun
     finally:
         _stop(procs)
     codes = [p.returncode for p in procs[1:]]
-    return judge(spec, configs, peers, rounds, out, time.time() - started, codes, late=bool(late_rounds))
+    return judge(spec, configs, total, rounds, out, time.time() - started, codes, late=bool(late_rounds), cheaters=cheaters)
 
 
 def _start_bootstrap(boot_dir: Path, env: dict) -> subprocess.Popen:
@@ -179,7 +200,24 @@ def _print_round(r: int, row: list[dict]) -> None:
     )
 
 
-def judge(spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path, wall: float, codes: list, late: bool) -> int:
+def verdict_counts(logs: list[dict[int, dict]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for log in logs:
+        for report in log.values():
+            for _round, subject, verdict in report.get("verdicts", []):
+                counts.setdefault(subject, {"pass": 0, "fail": 0})[verdict] += 1
+    return counts
+
+
+def excluded_from(hotkey: str, log: dict[int, dict], rounds: int) -> int | None:
+    """The first round from which `hotkey` was in no manifest any more (None: still in the last one)."""
+    last_in = max((r for r, report in log.items() if hotkey in report.get("manifest_hotkeys", [])), default=-1)
+    return last_in + 1 if last_in + 1 < rounds else None
+
+
+def judge(
+    spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path, wall: float, codes: list, late: bool, cheaters: list[str]
+) -> int:
     """Write summary.json; non-zero exit when the swarm did not do its job.
 
     A late joiner is judged on what it can do: be in the swarm at the end with the same state.
@@ -207,6 +245,9 @@ def judge(spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path
         "codec": spec.codec.name,
         "rounds_with_manifest": sum(1 for r in logs[0].values() if r["manifest_entries"] >= 2) if logs else 0,
         "state_syncs": sum(1 for log in logs for r in log if log[r].get("resynced")),
+        "verdicts": verdict_counts(logs),
+        "adversaries": cheaters,
+        "excluded_from_round": {h: excluded_from(h, logs[0] if logs else {}, rounds) for h in cheaters},
         "node_exit_codes": codes,
         "wall_seconds": round(wall, 1),
     }

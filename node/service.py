@@ -18,7 +18,9 @@ from pathlib import Path
 
 import torch
 
-from node.chain import ChainView, DevChain, Neuron
+from node import adversary
+from node.audit.store import AuditStore
+from node.chain import ChainError, ChainView, DevChain, Neuron
 from node.checkpoint.state import (
     StateError,
     load_checkpoint,
@@ -33,12 +35,14 @@ from node.data.sources import open_corpus
 from node.fsutil import atomic_write
 from node.outer.aggregate import robust_mean
 from node.outer.optimizer import OuterOptimizer, OuterState
-from node.swarm.records import peers_key, round_key
+from node.swarm.records import peers_key, round_key, verdict_key
 from node.swarm.swarm import Swarm
 from node.swarm.transfer import TransferError
 from node.trainer import params
 from node.trainer.inner import InnerTrainer, eval_loss
 from node.trainer.model import build_model
+from node.verifier.scores import Scoreboard
+from node.verifier.verifier import Contribution, Verifier, VerifierSettings
 from protocol import signing
 from protocol.assignment import assign_pages, derive, eval_pages
 from protocol.compression import CodecSpec, CompressionError, ErrorFeedback, get_codec
@@ -48,6 +52,7 @@ from protocol.messages import (
     PeerBinding,
     RoundManifest,
     StateAnnouncement,
+    VerificationRecord,
 )
 from protocol.schedule import RoundSchedule
 from protocol.signing import Signer
@@ -68,6 +73,7 @@ class Gathered:
     metas: dict[str, ContributionMeta] = field(default_factory=dict)
     vectors: dict[str, torch.Tensor] = field(default_factory=dict)
     rejected: set[bytes] = field(default_factory=set)  # digests that failed checks: never retried
+    first_seen: dict[str, float] = field(default_factory=dict)  # when each announcement reached us
     pending: dict[str, asyncio.Task] = field(default_factory=dict)  # fetches in flight, by hotkey
 
     def cancel_pending(self) -> None:
@@ -129,6 +135,13 @@ class SwarmNode:
         self._serialize_lock = asyncio.Lock()
         self._neurons_cache: list[Neuron] = []
         self._neurons_read_at = float("-inf")
+        self.audit = AuditStore(self.data_dir / "audit")
+        self.scores = Scoreboard()
+        self.adversary = config.adversary
+        self._verifying: asyncio.Task | None = None
+        self._verdicts: list[tuple[int, str, str]] = []  # (round, subject, verdict) not yet reported
+        self._verify_seconds = 0.0
+        self._stale_source: OuterState | None = None  # only the stale adversary uses it
 
     # ------------------------------------------------------------------ setup
 
@@ -159,6 +172,11 @@ class SwarmNode:
             seq_len=t.seq_len,
             device=self.device,
         )
+        self.audit.write_spec(self.spec)
+        self.verifier = Verifier(
+            self.run_id, self.keypair, self.spec.model.preset, self.corpus, self.excluded,
+            self.spec.data.pages_per_round, t.seq_len, self.audit, VerifierSettings(samples=self.config.verify_samples),
+        )
 
     def _adopt(self, state: OuterState, round_: int) -> None:
         self.state = state
@@ -172,7 +190,9 @@ class SwarmNode:
     async def _lookup(self, kind: str, digest: bytes) -> bytes | None:
         if kind == "payload":
             held = self.payloads.get(digest)
-            return held[1] if held else None
+            if held is None or time.time() < self.schedule.deadlines(held[0]).reveal:
+                return None  # embargoed until the round's reveal time: nobody copies it in time
+            return held[1]
         held_state = self.states.get(digest)
         if held_state is None:
             return None
@@ -235,20 +255,25 @@ class SwarmNode:
         await self._bind()
         report: dict = {"round": r, "hotkey": self.hotkey, "t_start": time.time()}
         served_before = dict(self.swarm.bytes_served)
-        base_hash = self.state_hash
+        base_hash, base_state, had_base = self.state_hash, self.state, self.state_round == r
 
-        if time.time() < d.train_end and self.state_round == r:
+        if self.adversary == "copy" and self.state_round == r:
+            stolen = await self._steal(r, d.gather_end)
+            if stolen is not None:
+                await self._publish(r, stolen)
+        elif time.time() < d.train_end and self.state_round == r:
             loss, payload = await asyncio.to_thread(self._train_and_compress, r, d.train_end)
             report["train_loss"] = loss
             report["inner_steps"] = self.trainer.last_steps
             report["payload_bytes"] = len(payload)
-            if time.time() < d.gather_end:
+            if time.time() < d.reveal:
                 await self._publish(r, payload)
         else:
             log.warning("round %d: not training (state is for round %d, or too late)", r, self.state_round)
 
         manifest = await self._settle(r, d)
         report["manifest_entries"] = len(manifest.entries) if manifest else 0
+        report["manifest_hotkeys"] = [e.hotkey for e in manifest.entries] if manifest else []
         report["manifest_signer"] = manifest.hotkey if manifest else None
         if manifest is None:
             if self.state_round == r:  # no manifest: θ_{r+1} = θ_r
@@ -259,12 +284,18 @@ class SwarmNode:
             report["resynced"] = await self._sync(manifest, deadline=d.end + self.schedule.round_seconds / 2)
 
         await self._announce(r + 1)
+        if had_base and self.config.verify_samples and (self._verifying is None or self._verifying.done()):
+            self._verifying = asyncio.create_task(self._verify(r, base_state, base_hash))
         if self.config.evaluate and self.state_round == r + 1:
             report["eval_loss"] = await asyncio.to_thread(self._evaluate)
         report["state_hash"] = self.state_hash.hex()
         report["in_sync"] = manifest is None or self.state_hash == manifest.result_state_hash
         report["upload_payload_bytes"] = self.swarm.bytes_served["payload"] - served_before["payload"]
         report["upload_state_bytes"] = self.swarm.bytes_served["state"] - served_before["state"]
+        report["verdicts"], self._verdicts = self._verdicts, []
+        report["verify_seconds"], self._verify_seconds = round(self._verify_seconds, 3), 0.0
+        if (r + 1) % self.config.weights_every == 0:
+            await asyncio.to_thread(self._set_weights)
         if self.state_round == r + 1 and (r + 1) % self.config.checkpoint_every == 0:
             await asyncio.to_thread(save_checkpoint, self.checkpoint_path, self.state, r + 1)
         report["t_end"] = time.time()
@@ -272,12 +303,16 @@ class SwarmNode:
         self._forget_before(r - KEPT_ROUNDS)
 
     def _train_and_compress(self, r: int, deadline: float) -> tuple[float, bytes]:
-        theta = self.state.theta.to(self.device)
+        source = self.state
+        if self.adversary == "stale":  # trains from the previous round's state, claims the current one
+            source, self._stale_source = self._stale_source or self.state, self.state
+        theta = source.theta.to(self.device)
         params.load_flat(self.model, theta)
-        pages = assign_pages(self.run_id, r, self.hotkey, self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded)
+        page_owner = adversary.training_hotkey(self.adversary, self.hotkey)
+        pages = assign_pages(self.run_id, r, page_owner, self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded)
         seed = int.from_bytes(derive(self.run_id, "train-seed", r, self.hotkey)[:8], "little")
         loss = self.trainer.train(self.corpus.pages(pages), steps=self.spec.train.inner_steps, seed=seed, deadline=deadline)
-        delta = theta - params.flatten(self.model)
+        delta = adversary.forge_delta(self.adversary, theta - params.flatten(self.model), r)
         payload = self.feedback.step(delta, self.codec, beta=self.spec.codec.error_feedback_beta)
         return loss, payload
 
@@ -300,14 +335,31 @@ class SwarmNode:
         gathered.vectors[self.hotkey] = self.codec.decode(payload, self.numel)
         await self.swarm.put(signing.sign(meta, self.keypair), self.schedule.deadlines(r).end + self.schedule.round_seconds)
 
+    async def _steal(self, r: int, deadline: float) -> bytes | None:
+        """The copy adversary: republish the first other payload it can get, as its own."""
+        while time.time() < deadline:
+            gathered = await self._gather_once(r)
+            for hotkey in sorted(gathered.vectors):
+                if hotkey != self.hotkey and gathered.metas[hotkey].digest in self.payloads:
+                    return self.payloads[gathered.metas[hotkey].digest][1]
+            await asyncio.sleep(POLL_SECONDS)
+        return None
+
     # ------------------------------------------------------------------ gather
 
     async def _gather_once(self, r: int) -> Gathered:
         """Fetch and decode every newly announced, well-formed contribution of round r."""
         gathered = self.gathered.setdefault(r, Gathered())
         metas = await self.swarm.get(round_key(self.run_id, "contrib", r), ContributionMeta)
+        reveal = self.schedule.deadlines(r).reveal
         for meta in metas:
-            if self._wanted(gathered, meta):
+            seen = gathered.first_seen.setdefault(meta.hotkey, time.time())
+            if seen > reveal and meta.hotkey not in gathered.vectors:
+                if meta.digest not in gathered.rejected:
+                    log.warning("ignoring %s's contribution: announced after the reveal time", meta.hotkey)
+                    gathered.rejected.add(meta.digest)
+                continue
+            if time.time() >= reveal and self._wanted(gathered, meta):
                 # In the background: a slow or silent peer must not hold up the round.
                 gathered.pending[meta.hotkey] = asyncio.create_task(self._fetch_into(gathered, meta))
         return gathered
@@ -348,6 +400,50 @@ class SwarmNode:
             return None
         self.payloads[meta.digest] = (meta.round, data)  # we can serve it on too
         return vector
+
+    # ------------------------------------------------------------------ verify
+
+    async def _verify(self, r: int, base: OuterState, base_hash: bytes) -> None:
+        """Check a sample of round r's contributions against θ_r while the next round trains."""
+        gathered = self.gathered.get(r)
+        if gathered is None:
+            return
+        contributions = {
+            h: Contribution(gathered.metas[h], v, self.payloads[gathered.metas[h].digest][1])
+            for h, v in gathered.vectors.items()
+            if gathered.metas[h].digest in self.payloads
+        }
+        started = time.time()
+        records = await asyncio.to_thread(self.verifier.verify_round, r, base, base_hash, contributions)
+        self._verify_seconds += time.time() - started
+        for record in records:
+            self.scores.add(record)
+            self._verdicts.append((r, record.subject, record.verdict))
+            await self.swarm.put(record, self.schedule.deadlines(r).end + 8 * self.schedule.round_seconds)
+        await asyncio.to_thread(self.audit.prune, r - self.config.audit_rounds)
+
+    async def _collect_verdicts(self, r: int, subjects: list[str]) -> None:
+        """Records of the last rounds from validators (their stake vouches for them) into the scoreboard."""
+        trusted = {n.hotkey for n in self._validators()}
+        keys = [verdict_key(self.run_id, past, subject) for past in (r - 1, r - 2) if past >= 0 for subject in subjects]
+        for found in await asyncio.gather(*(self.swarm.get(key, VerificationRecord) for key in keys)):
+            for record in found:
+                if record.hotkey in trusted and record.hotkey != self.hotkey:
+                    self.scores.add(record)
+
+    def _set_weights(self) -> None:
+        """Validators put their scores on chain; weights decide who is worth gathering run-wide."""
+        neurons = {n.hotkey: n for n in self._neurons()}
+        me = neurons.get(self.hotkey)
+        if me is None or not me.validator_permit:
+            return
+        scored = [(neurons[h].uid, self.scores.score(h)) for h in neurons if self.scores.known(h)]
+        if not any(w > 0 for _, w in scored):
+            return
+        try:
+            self.chain.set_weights(self.keypair, [u for u, _ in scored], [w for _, w in scored])
+        except ChainError as e:
+            log.warning("could not set weights: %s", e)
 
     # ------------------------------------------------------------------ manifest
 
@@ -397,9 +493,9 @@ class SwarmNode:
         return bool(live) and live <= set(gathered.vectors)
 
     async def _sign_manifest(self, r: int, gathered: Gathered, stakes: dict[str, float]) -> RoundManifest:
-        chosen = sorted(
-            (h for h in gathered.vectors if h in stakes), key=lambda h: (-stakes[h], h)
-        )[: self.spec.outer.gather_size]
+        candidates = {h: stakes[h] for h in gathered.vectors if h in stakes}
+        await self._collect_verdicts(r, list(candidates))
+        chosen = self.scores.select(candidates, r, self.spec.outer.gather_size, self.spec.outer.probation_slots)
         entries = tuple(ManifestEntry(hotkey=h, digest=gathered.metas[h].digest) for h in chosen)
         result = await asyncio.to_thread(self._aggregate, [gathered.vectors[h] for h in chosen])
         manifest = RoundManifest(

@@ -117,13 +117,13 @@ class VerificationRecord:
     subject: str = bounded(max_len=MAX_HOTKEY)  # whose contribution
     payload_digest: bytes = bounded(exact_len=DIGEST_BYTES)
     base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # θ_r
+    claimed_base_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # what the subject said it trained from
     codec: str = bounded(max_len=MAX_CODEC_NAME)
     assigned_pages: tuple[int, ...] = bounded(max_len=MAX_CHECK_PAGES)
     control_pages: tuple[int, ...] = bounded(max_len=MAX_CHECK_PAGES)
-    page_digests: tuple[bytes, ...] = bounded(max_len=2 * MAX_CHECK_PAGES)  # assigned then control
+    page_digests: tuple[bytes, ...] = bounded(max_len=2 * MAX_CHECK_PAGES)  # assigned, then control
     compared: tuple[ManifestEntry, ...] = bounded(max_len=MAX_COMPARED)  # other contributions of the round
-    seed: int
-    metrics: tuple[Metric, ...] = bounded(max_len=MAX_METRICS)
+    metrics: tuple[Metric, ...] = bounded(max_len=MAX_METRICS)  # prior_* are inputs: the verifier's history
     tolerances: tuple[Metric, ...] = bounded(max_len=MAX_METRICS)
     verdict: str = bounded(max_len=8)  # "pass" | "fail"
     reason: str = bounded(max_len=256)

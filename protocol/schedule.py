@@ -4,10 +4,15 @@ from chain time, so no coordinator is needed to start a round.
 On Bittensor, chain time is block height x 12 s since the run's start block; on
 the dev chain it is seconds since its genesis. A round is split into phases:
 
-    [start, train_end)            train H inner steps, then publish
-    [train_end, gather_end)       late publishes still count; payloads are fetched
+    [start, train_end)            train H inner steps, then announce (commit to) the payload digest
+    [train_end, reveal)           announcements still in flight count; nobody serves payloads yet
+    [reveal, gather_end)          payloads are fetched; announcements first seen now are ignored
     [gather_end, manifest_end)    validators sign the manifest (rank i waits i slots)
     [manifest_end, end)           apply, or fall back to θ_{r+1} = θ_r
+
+Because no payload of the round is served before `reveal`, and no announcement
+first seen after it counts, nobody can copy another's update in time to
+announce it as their own.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 class Deadlines:
     start: float
     train_end: float
+    reveal: float
     gather_end: float
     manifest_end: float
     end: float
@@ -29,14 +35,15 @@ class Deadlines:
 class RoundSchedule:
     genesis: float  # chain time (seconds) at which round 0 starts
     round_seconds: float
-    train_fraction: float = 0.55
-    gather_fraction: float = 0.7
+    train_fraction: float = 0.5
+    reveal_fraction: float = 0.6
+    gather_fraction: float = 0.75
     manifest_fraction: float = 0.9
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.genesis) and self.round_seconds > 0):
             raise ValueError("round_seconds must be positive and genesis finite")
-        if not 0 < self.train_fraction < self.gather_fraction < self.manifest_fraction < 1:
+        if not 0 < self.train_fraction < self.reveal_fraction < self.gather_fraction < self.manifest_fraction < 1:
             raise ValueError("phase fractions must increase strictly within (0, 1)")
 
     def round_at(self, now: float) -> int:
@@ -49,6 +56,7 @@ class RoundSchedule:
         return Deadlines(
             start=start,
             train_end=start + self.train_fraction * length,
+            reveal=start + self.reveal_fraction * length,
             gather_end=start + self.gather_fraction * length,
             manifest_end=start + self.manifest_fraction * length,
             end=start + length,

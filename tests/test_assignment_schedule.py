@@ -47,7 +47,7 @@ def test_schedule_rounds_and_deadlines():
     assert s.round_at(1000.0) == 0 and s.round_at(1019.99) == 0 and s.round_at(1020.0) == 1
     d = s.deadlines(2)
     assert d.start == 1040.0 and d.end == 1060.0
-    assert d.start < d.train_end < d.gather_end < d.manifest_end < d.end
+    assert d.start < d.train_end < d.reveal < d.gather_end < d.manifest_end < d.end
     assert s.manifest_slot(2, 0, 2) == d.gather_end
     assert d.gather_end < s.manifest_slot(2, 1, 2) < d.manifest_end
     with pytest.raises(ValueError):

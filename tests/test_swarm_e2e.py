@@ -54,3 +54,23 @@ def test_late_joiner_syncs_to_the_signed_state(tmp_path):
     assert late[0]["round"] >= 3
     assert "synced to the signed state" in (tmp_path / "nodes" / "node2" / "node.log").read_text()
     assert any("train_loss" in r for r in late)  # it trained after joining
+
+
+@pytest.mark.slow
+def test_adversaries_are_caught_and_excluded(tmp_path):
+    proc, summary = run_demo(
+        tmp_path, "--peers", "4", "--adversaries", "copy,noise,wrong-pages", "--rounds", "10", timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
+    cheaters = set(summary["adversaries"])
+    assert len(cheaters) == 3
+    for hotkey in cheaters:
+        assert summary["excluded_from_round"][hotkey] is not None and summary["excluded_from_round"][hotkey] <= 5
+        assert summary["verdicts"][hotkey]["fail"] >= 1
+    honest = set(summary["final_state_hashes"]) - cheaters
+    assert all(summary["verdicts"].get(h, {"fail": 0})["fail"] == 0 for h in honest)
+    # every record a node made replays to the same verdict
+    store = tmp_path / "nodes" / "node0" / "audit"
+    replay = subprocess.run([sys.executable, "-m", "node.cli", "audit", "replay", "--store", str(store)],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert replay.returncode == 0, replay.stdout + replay.stderr

@@ -23,6 +23,7 @@ from protocol.messages import (
     PeerBinding,
     RoundManifest,
     StateAnnouncement,
+    VerificationRecord,
 )
 from protocol.wire import ProtocolError
 
@@ -38,6 +39,10 @@ def round_key(run_id: bytes, kind: str, round_: int) -> str:
     return f"gradswarm/{run_id.hex()}/{kind}/{round_}"
 
 
+def verdict_key(run_id: bytes, round_: int, subject: str) -> str:
+    return f"gradswarm/{run_id.hex()}/verdict/{round_}/{subject}"
+
+
 def key_for(msg: Any) -> str:
     if isinstance(msg, PeerBinding):
         return peers_key(msg.run_id)
@@ -47,6 +52,8 @@ def key_for(msg: Any) -> str:
         return round_key(msg.run_id, "manifest", msg.round)
     if isinstance(msg, StateAnnouncement):
         return round_key(msg.run_id, "state", msg.round)
+    if isinstance(msg, VerificationRecord):
+        return verdict_key(msg.run_id, msg.round, msg.subject)
     raise ProtocolError(f"{type(msg).__name__} is not stored in the DHT")
 
 

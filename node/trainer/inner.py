@@ -12,7 +12,6 @@ bf16 autocast is used on CUDA only; CPU runs in float32.
 from __future__ import annotations
 
 import time
-
 from typing import Sequence
 
 import numpy as np

@@ -1,0 +1,107 @@
+"""Re-run recorded verifications from an audit store alone: no swarm, no chain, no corpus.
+
+For each record: check its signature and every input's digest, rebuild the
+same CheckInputs, run the same checks, and compare. On the machine that made
+the record the metrics agree bit for bit; elsewhere they must agree within
+the record's `replay_atol`, and the verdict must be the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from node.audit.store import AuditError, AuditStore
+from node.trainer import params
+from node.trainer.model import build_model
+from node.verifier.checks import CheckInputs, Tolerances, run_checks
+from protocol import signing
+from protocol.compression import CodecSpec, CompressionError, get_codec
+from protocol.messages import VerificationRecord
+from protocol.wire import ProtocolError
+
+
+@dataclass(frozen=True)
+class ReplayRow:
+    digest: str
+    round: int
+    subject: str
+    verdict: str
+    replayed: str  # the replayed verdict, or "error"
+    max_diff: float
+    problem: str  # empty when the replay agrees
+
+    @property
+    def agrees(self) -> bool:
+        return not self.problem
+
+
+class Replayer:
+    def __init__(self, store: AuditStore):
+        self.store = store
+        self.spec = store.spec()
+        self.model = build_model(self.spec.model.preset, 0)
+        self.numel = params.numel(self.model)
+        c = self.spec.codec
+        self.codec = get_codec(CodecSpec(name=c.name, chunk=c.chunk, k=c.k))
+
+    def replay_all(self, round_: int | None = None, record: str | None = None) -> list[ReplayRow]:
+        rows = []
+        for path in self.store.record_paths(round_):
+            if record is None or path.stem.startswith(record):
+                rows.append(self.replay_path(path))
+        return rows
+
+    def replay_path(self, path: Path) -> ReplayRow:
+        try:
+            rec = self.store.read_record(path)
+        except AuditError as e:
+            return ReplayRow(path.stem, -1, "?", "?", "error", float("nan"), str(e))
+        try:
+            return self._replay(path.stem, rec)
+        except (AuditError, ProtocolError, CompressionError, ValueError, KeyError, StopIteration) as e:
+            return ReplayRow(path.stem, rec.round, rec.subject, rec.verdict, "error", float("nan"), f"{type(e).__name__}: {e}")
+
+    def _replay(self, digest: str, rec: VerificationRecord) -> ReplayRow:
+        signing.verify(rec, self.spec.run_id)
+        if rec.codec != self.spec.codec.name:
+            raise AuditError(f"record uses codec {rec.codec!r}, the run uses {self.spec.codec.name!r}")
+        tolerance_pairs = [(m.name, m.value) for m in rec.tolerances]
+        tol = Tolerances.from_pairs(tolerance_pairs)
+        windows = int(dict(tolerance_pairs)["windows_per_page"])
+        base = self.store.state(rec.base_state_hash, self.numel)
+        vector = self.codec.decode(self.store.blob(rec.payload_digest), self.numel)
+        others = [self.codec.decode(self.store.blob(e.digest), self.numel) for e in rec.compared]
+        pages = [np.frombuffer(self.store.blob(d), dtype=np.uint8) for d in rec.page_digests]
+        n_assigned = len(rec.assigned_pages)
+        inputs = CheckInputs(
+            theta=base.theta,
+            vector=vector,
+            others=others,
+            assigned=pages[:n_assigned],
+            control=pages[n_assigned:],
+            stale=rec.claimed_base_hash != rec.base_state_hash,
+            prior_ratio_sum=rec.metric("prior_ratio_sum"),
+            prior_count=int(rec.metric("prior_count")),
+        )
+        result = run_checks(self.model, inputs, self.spec.train.seq_len, windows, tol)
+        recorded = {m.name: m.value for m in rec.metrics}
+        if set(recorded) != set(result.metrics):
+            raise AuditError(f"metrics differ in name: {sorted(set(recorded) ^ set(result.metrics))}")
+        diffs = {k: abs(recorded[k] - result.metrics[k]) for k in recorded}
+        worst = max(diffs, key=diffs.get)
+        problem = ""
+        if result.verdict != rec.verdict:
+            problem = f"verdict {rec.verdict} replays as {result.verdict}"
+        elif diffs[worst] > tol.replay_atol:
+            problem = f"{worst} differs by {diffs[worst]:.3g} (tolerance {tol.replay_atol:g})"
+        return ReplayRow(digest, rec.round, rec.subject, rec.verdict, result.verdict, diffs[worst], problem)
+
+
+def format_rows(rows: list[ReplayRow]) -> str:
+    lines = [f"{'record':<16} {'round':>5} {'subject':<12} {'verdict':<7} {'replayed':<8} {'max_diff':>9}  problem"]
+    for r in rows:
+        lines.append(f"{r.digest[:16]:<16} {r.round:>5} {r.subject[:12]:<12} {r.verdict:<7} {r.replayed:<8} {r.max_diff:>9.2e}  {r.problem}")
+    return "\n".join(lines)
