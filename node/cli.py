@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -101,6 +102,24 @@ def cmd_audit_replay(args: argparse.Namespace) -> int:
     return 1 if bad or not rows else 0
 
 
+def cmd_audit_fetch(args: argparse.Namespace) -> int:
+    from node.audit.fetch import fetch_audit
+    from node.audit.store import AuditError
+
+    try:
+        first, last = (int(x) for x in args.rounds.split(":"))
+    except ValueError:
+        print("error: --rounds takes A:B, e.g. 0:9", file=sys.stderr)
+        return 2
+    try:
+        count = asyncio.run(fetch_audit(args.peer, first, last, Path(args.store)))
+    except (AuditError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"fetched {count} records of rounds {first}..{last} with their inputs into {args.store}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from node.demo import run_demo
 
@@ -145,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--round", type=int, default=None)
     replay.add_argument("--record", default=None, help="a record digest (hex prefix)")
     replay.set_defaults(func=cmd_audit_replay)
+    fetch = audit.add_parser("fetch", help="copy a live node's records and their inputs over p2p")
+    fetch.add_argument("--peer", required=True, help="the node's multiaddr, ending in /p2p/<peer id>")
+    fetch.add_argument("--rounds", required=True, help="A:B, both included")
+    fetch.add_argument("--store", required=True, help="local audit folder to fill")
+    fetch.set_defaults(func=cmd_audit_fetch)
 
     demo = sub.add_parser("demo", help="a real swarm of several nodes on loopback with an embedded dev chain")
     demo.add_argument("--peers", type=int, default=3)

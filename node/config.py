@@ -71,10 +71,34 @@ class OuterSpec:
 
 @dataclass(frozen=True)
 class CodecSettings:
-    name: str = "topk"
+    """The pseudo-gradient codec (protocol/compression) and the error-feedback decay.
+
+    Default: ``sparseloco-ec``, top-64 of every 4096-chunk with Golomb-Rice coded
+    indices and 2-bit values, one pair of levels per 32 chunks (~210x smaller
+    than fp32; see README "Performance"). ``value_bits`` and ``scale_group`` only
+    matter to the low-bit codecs (sparseloco, sparseloco-ec, demo-dct).
+    """
+
+    name: str = "sparseloco-ec"
     chunk: int = 4096
     k: int = 64
+    value_bits: int = 2
+    scale_group: int = 32
     error_feedback_beta: float = 0.95
+
+    def __post_init__(self) -> None:
+        from protocol.compression import CodecSpec, registered_codecs
+
+        _require(self.name in registered_codecs(), f"unknown codec {self.name!r} (known: {', '.join(registered_codecs())})")
+        # CompressionError is a ValueError: range errors read like every other config error.
+        CodecSpec(name=self.name, chunk=self.chunk, k=self.k, value_bits=self.value_bits, scale_group=self.scale_group)
+        _require(0.0 <= self.error_feedback_beta <= 1.0, "error_feedback_beta must be in [0, 1]")
+
+    def codec_spec(self):
+        """The protocol-level CodecSpec of these settings (every field a codec reads)."""
+        from protocol.compression import CodecSpec
+
+        return CodecSpec(name=self.name, chunk=self.chunk, k=self.k, value_bits=self.value_bits, scale_group=self.scale_group)
 
 
 @dataclass(frozen=True)

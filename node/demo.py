@@ -201,6 +201,7 @@ def _print_round(r: int, row: list[dict]) -> None:
 
 
 def verdict_counts(logs: list[dict[int, dict]]) -> dict[str, dict[str, int]]:
+    """Per subject, the verdicts recorded in the given nodes' round logs."""
     counts: dict[str, dict[str, int]] = {}
     for log in logs:
         for report in log.values():
@@ -245,7 +246,10 @@ def judge(
         "codec": spec.codec.name,
         "rounds_with_manifest": sum(1 for r in logs[0].values() if r["manifest_entries"] >= 2) if logs else 0,
         "state_syncs": sum(1 for log in logs for r in log if log[r].get("resynced")),
-        "verdicts": verdict_counts(logs),
+        # Only validators' verdicts count (a cheater can sign any verdict it likes about anyone);
+        # every node's verdicts, cheaters' included, are in verdicts_all.
+        "verdicts": verdict_counts(logs[:VALIDATOR_PERMITS]),
+        "verdicts_all": verdict_counts(logs),
         "adversaries": cheaters,
         "excluded_from_round": {h: excluded_from(h, logs[0] if logs else {}, rounds) for h in cheaters},
         "node_exit_codes": codes,

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from node import adversary
+from node.audit.serve import serve_audit
 from node.audit.store import AuditStore
 from node.chain import ChainError, ChainView, DevChain, Neuron
 from node.checkpoint.state import (
@@ -114,7 +115,7 @@ class SwarmNode:
         self.schedule = RoundSchedule(
             genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds
         )
-        self.codec = get_codec(CodecSpec(name=spec.codec.name, chunk=spec.codec.chunk, k=spec.codec.k))
+        self.codec = get_codec(CodecSpec(name=spec.codec.name, chunk=spec.codec.chunk, k=spec.codec.k, value_bits=spec.codec.value_bits, scale_group=spec.codec.scale_group))
         self.outer = OuterOptimizer(lr=spec.outer.lr, momentum=spec.outer.momentum, nesterov=spec.outer.nesterov)
         self.feedback = ErrorFeedback()
         self.swarm = Swarm(
@@ -207,6 +208,7 @@ class SwarmNode:
         """Take part in the run until `rounds` rounds have been completed (forever if None)."""
         await asyncio.to_thread(self._setup_compute)
         await self.swarm.start(self._lookup)
+        await serve_audit(self.swarm.p2p, self.audit)
         log.info("node %s peer %s listening on %s", self.hotkey, self.swarm.peer_id.hex()[:16], self.swarm.visible_maddrs())
         try:
             round_ = await self._join()
@@ -262,7 +264,9 @@ class SwarmNode:
             if stolen is not None:
                 await self._publish(r, stolen)
         elif time.time() < d.train_end and self.state_round == r:
+            started = time.time()
             loss, payload = await asyncio.to_thread(self._train_and_compress, r, d.train_end)
+            report["train_seconds"] = round(time.time() - started, 3)
             report["train_loss"] = loss
             report["inner_steps"] = self.trainer.last_steps
             report["payload_bytes"] = len(payload)

@@ -156,3 +156,25 @@ class FetchRequest:
     def __post_init__(self) -> None:
         if self.kind not in ("payload", "state"):
             raise ValueError(f"unknown fetch kind {self.kind!r}")
+
+
+AUDIT_KINDS = ("spec", "index", "record", "blob", "state")
+MAX_AUDIT_ROUNDS = 4096
+
+
+@message("audit_request", max_bytes=256)
+@dataclass(frozen=True)
+class AuditRequest:
+    """An auditor asks a node for its audit store: the run spec, the record digests of
+    rounds [first_round, last_round], or one record, input blob or state by digest."""
+
+    kind: str = bounded(max_len=16)
+    first_round: int
+    last_round: int
+    digest: bytes = bounded(exact_len=DIGEST_BYTES)
+
+    def __post_init__(self) -> None:
+        if self.kind not in AUDIT_KINDS:
+            raise ValueError(f"unknown audit request kind {self.kind!r}")
+        if not 0 <= self.last_round - self.first_round < MAX_AUDIT_ROUNDS:
+            raise ValueError(f"round range must span 1 to {MAX_AUDIT_ROUNDS} rounds")

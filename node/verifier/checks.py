@@ -16,8 +16,8 @@ measuring the loss gain on pages:
     ratio near 1, which one round cannot tell from honest work: it fails once
     the running mean over the subject's recent records (carried in the record
     as `prior_*` inputs, so replay needs nothing else) stays below
-    `min_mean_work_ratio`. The gain on control pages nobody was assigned is
-    recorded alongside;
+    `min_mean_work_ratio`. That rule has little power yet (see Tolerances).
+    The gain on control pages nobody was assigned is recorded alongside;
   - copying: cosine similarity and top-k index overlap with the round's other
     contributions. Payloads are embargoed until the publish deadline and late
     announcements are ignored (see node/service.py), so nobody can copy an
@@ -43,8 +43,12 @@ from node.trainer.inner import eval_loss
 class Tolerances:
     max_norm_ratio: float = 5.0  # at most this many times the round's median norm
     min_work_ratio: float = 0.5  # below this in a single round: no work at all
-    min_mean_work_ratio: float = 1.05  # running mean needed once `min_history` records exist
-    min_history: int = 3
+    # Running mean needed once `min_history` records exist. Deliberately low: with
+    # heavily compressed updates of a small model, honest running means were seen
+    # as low as 0.94 and training on other pages as high as 1.08 (see the notes of
+    # the verification issue), so only blatant cases fail on this rule today.
+    min_mean_work_ratio: float = 0.85
+    min_history: int = 4
     copy_cosine: float = 0.9  # this similar to another contribution: one of the two is a copy
     replay_atol: float = 1e-4  # metrics may differ this much across machines
 

@@ -37,8 +37,8 @@ HISTORY_ROUNDS = 4  # earlier work ratios that inform the running-mean check
 @dataclass(frozen=True)
 class VerifierSettings:
     samples: int = 2  # contributions checked per round
-    pages_per_check: int = 2
-    windows_per_page: int = 16
+    pages_per_check: int = 4  # page-to-page variance dominates: more pages beat more windows per page
+    windows_per_page: int = 12
     tolerances: Tolerances = Tolerances()
 
 

@@ -51,12 +51,20 @@ class CodecSpec:
     ``chunk``: the flat vector is zero-padded to a multiple of ``chunk`` and
     compressed chunk by chunk; a power of two in [64, 65536] (so that an index
     within a chunk fits in 16 bits). ``k``: entries kept per chunk,
-    1 <= k <= chunk. Later codecs add fields (with defaults).
+    1 <= k <= chunk.
+
+    Low-bit codecs (``sparseloco``, ``sparseloco-ec``, ``demo-dct``) also use:
+    ``value_bits``: bits per kept value, 1 (sign times a scale) or 2 (sign and
+    one of two magnitude levels); ``scale_group``: how many consecutive chunks
+    share one set of quantization levels, in [1, 65536]. Codecs that do not
+    use a field ignore it.
     """
 
     name: str
     chunk: int
     k: int
+    value_bits: int = 2
+    scale_group: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -71,6 +79,10 @@ class CodecSpec:
             raise CompressionError(f"codec k must be an int, got {type(self.k).__name__}")
         if not (1 <= self.k <= self.chunk):
             raise CompressionError(f"codec k must be in [1, chunk={self.chunk}], got {self.k}")
+        if not _is_int(self.value_bits) or self.value_bits not in (1, 2):
+            raise CompressionError(f"codec value_bits must be 1 or 2, got {self.value_bits!r}")
+        if not _is_int(self.scale_group) or not (1 <= self.scale_group <= 65536):
+            raise CompressionError(f"codec scale_group must be an int in [1, 65536], got {self.scale_group!r}")
 
 
 @runtime_checkable

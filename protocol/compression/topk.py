@@ -64,7 +64,7 @@ import torch
 
 from .base import CodecSpec, CompressionError, check_numel, register_codec
 
-__all__ = ["TopKCodec", "TOPK_MAGIC", "TOPK_VERSION", "TOPK_HEADER_BYTES"]
+__all__ = ["TopKCodec", "TOPK_MAGIC", "TOPK_VERSION", "TOPK_HEADER_BYTES", "select_topk"]
 
 TOPK_MAGIC = b"GSTK"
 TOPK_VERSION = 1
@@ -124,34 +124,7 @@ class TopKCodec:
         with torch.no_grad():
             x = vector.detach().to(torch.float32).contiguous()
             numel = x.numel()
-            full, rem = divmod(numel, chunk)
-            device = x.device
-            # Tie-break term: lower index -> larger key.
-            low = 0xFFFF - torch.arange(chunk, dtype=torch.int64, device=device)
-            idx_parts: list[torch.Tensor] = []
-            val_parts: list[torch.Tensor] = []
-            if full:
-                rows = x[: full * chunk].view(full, chunk)
-                slab_elems = _SLAB_ELEMS_CUDA if device.type == "cuda" else _SLAB_ELEMS_CPU
-                step = max(1, min(full, slab_elems // chunk))
-                key = torch.empty((step, chunk), dtype=torch.int64, device=device)
-                for start in range(0, full, step):
-                    block = rows[start : start + step]
-                    i, v = _select(block, k, low, key[: block.shape[0]])
-                    idx_parts.append(i)
-                    val_parts.append(v)
-                del key
-            if rem:
-                key = torch.empty((1, rem), dtype=torch.int64, device=device)
-                i, v = _select(x[full * chunk :].view(1, rem), min(k, rem), low[:rem], key)
-                idx_parts.append(i)
-                val_parts.append(v)
-            if idx_parts:
-                idx = torch.cat([p.reshape(-1) for p in idx_parts])
-                vals = torch.cat([p.reshape(-1) for p in val_parts])
-            else:
-                idx = torch.empty(0, dtype=torch.int32, device=device)
-                vals = torch.empty(0, dtype=torch.float32, device=device)
+            idx, vals = select_topk(x, chunk, k)
             if not bool(torch.isfinite(vals).all()):
                 raise CompressionError("cannot encode a vector containing NaN or inf")
             vals16 = vals.clamp(-_FP16_MAX, _FP16_MAX).to(torch.float16)
@@ -237,6 +210,49 @@ class TopKCodec:
             val = torch.from_numpy(vals.astype(np.float32)).to(out.device)
             out[pos] = val
         return out
+
+
+def select_topk(x: torch.Tensor, chunk: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The selection rule of the module docs, shared by every chunked top-k codec.
+
+    ``x``: 1-D contiguous float32 (any device). Returns (indices within their
+    chunk, int32; values, float32), chunk after chunk, ascending within each
+    chunk: ``k`` per full chunk, then ``min(k, R)`` for a partial last chunk.
+    Non-finite inputs are not checked here."""
+    numel = x.numel()
+    full, rem = divmod(numel, chunk)
+    device = x.device
+    # Tie-break term: lower index -> larger key.
+    low = 0xFFFF - torch.arange(chunk, dtype=torch.int64, device=device)
+    idx_parts: list[torch.Tensor] = []
+    val_parts: list[torch.Tensor] = []
+    if full:
+        rows = x[: full * chunk].view(full, chunk)
+        slab_elems = _SLAB_ELEMS_CUDA if device.type == "cuda" else _SLAB_ELEMS_CPU
+        step = max(1, min(full, slab_elems // chunk))
+        key = torch.empty((step, chunk), dtype=torch.int64, device=device)
+        for start in range(0, full, step):
+            block = rows[start : start + step]
+            i, v = _select(block, k, low, key[: block.shape[0]])
+            idx_parts.append(i)
+            val_parts.append(v)
+        del key
+    if rem:
+        key = torch.empty((1, rem), dtype=torch.int64, device=device)
+        i, v = _select(x[full * chunk :].view(1, rem), min(k, rem), low[:rem], key)
+        idx_parts.append(i)
+        val_parts.append(v)
+    if not idx_parts:
+        return (
+            torch.empty(0, dtype=torch.int32, device=device),
+            torch.empty(0, dtype=torch.float32, device=device),
+        )
+    if len(idx_parts) == 1:
+        return idx_parts[0].reshape(-1), val_parts[0].reshape(-1)
+    return (
+        torch.cat([p.reshape(-1) for p in idx_parts]),
+        torch.cat([p.reshape(-1) for p in val_parts]),
+    )
 
 
 def _select(
