@@ -1,7 +1,9 @@
 """Pseudo-gradient codecs side by side: bytes, speed, reconstruction error, and training loss.
 
     .venv/bin/python benchmarks/compression.py --quick   # < 2 min on 2 cores: codec figures only
-    .venv/bin/python benchmarks/compression.py           # + the 4-peer training comparison
+    .venv/bin/python benchmarks/compression.py           # + the 4-peer training comparison (~9 min)
+    .venv/bin/python benchmarks/compression.py --preset tiny --inner-steps 40 --rounds 12 \
+        --entries dense-fp32,dense-fp32-sgd,sparseloco,sparseloco-ec,demo-dct --out DIR   # demo settings
 
 Both modes:
 
@@ -27,7 +29,9 @@ Full mode adds:
    ``OuterOptimizer``, ``ErrorFeedback``): ``tiny`` preset, 4 peers, the same
    rounds, inner steps, pages, seeds and held-out eval pages for everyone.
    Dense fp32 DiLoCo, dense fp16 and hivemind 8-bit use DiLoCo's outer
-   Nesterov (lr 0.7, momentum 0.9) on the uncompressed-or-quantized mean;
+   Nesterov (lr 0.7, momentum 0.9) on the uncompressed-or-quantized mean
+   (``dense-fp32-sgd`` is dense fp32 with the sparse codecs' outer step, to
+   tell the recipe's effect from compression's);
    the sparse codecs use the SparseLoCo recipe: error feedback with decay
    beta as the momentum, outer SGD (lr 1, momentum 0) on the mean of the
    decoded contributions. ``sparseloco-ec`` decodes to exactly the vectors of
@@ -405,7 +409,7 @@ def train_entry(entry: Entry, task: Task, corpus, shadow: Entry | None = None) -
 
 
 def table(rows: list[dict], full: bool) -> str:
-    head = f"{'codec':<22} {'bytes/100M':>12} {'x fp32':>8} {'enc MB/s':>9} {'dec MB/s':>9} {'rel err':>8}"
+    head = f"{'codec':<22} {'bytes':>12} {'x fp32':>8} {'enc MB/s':>9} {'dec MB/s':>9} {'rel err':>8}"
     if full:
         head += f" {'B/peer/round':>13} {'final loss':>10} {'vs fp32':>8}"
     lines = [head, "-" * len(head)]
@@ -529,7 +533,9 @@ def main(argv: list[str] | None = None) -> int:
             if "shared_run_with" in run:
                 row["shared_run_with"] = run["shared_run_with"]
         rows.append(row)
-    print()
+    print(f"\nbytes, ratio, MB/s, rel err: one vector with the shapes of {args.preset} ({fig_numel:,d} values)"
+          + (f"; B/peer/round and losses: {task.preset}, {task.peers} peers, {task.rounds} rounds x "
+             f"{task.inner_steps} inner steps" if full else ""))
     print(table(rows, full))
     base = next((r for r in rows if r["name"] == "dense-fp32" and "final_eval_loss" in r), None)
     result = {

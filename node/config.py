@@ -62,8 +62,10 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class OuterSpec:
-    lr: float = 0.7
-    momentum: float = 0.9
+    # SparseLoCo's recipe: the error-feedback buffer acts as the momentum, so the outer
+    # step is plain SGD with lr 1 (benchmarks/compression.py: better for dense too).
+    lr: float = 1.0
+    momentum: float = 0.0
     nesterov: bool = True
     gather_size: int = 32  # G: most contributions a manifest may name
     probation_slots: int = 8  # of those, at most this many for hotkeys nobody has verified yet

@@ -25,9 +25,11 @@ from node.chain import ChainError, ChainView, DevChain, Neuron
 from node.checkpoint.state import (
     StateError,
     load_checkpoint,
+    load_feedback,
     max_state_bytes,
     parse_state,
     save_checkpoint,
+    save_feedback,
     serialize_state,
 )
 from node.config import NodeConfig, RunSpec
@@ -46,7 +48,7 @@ from node.verifier.scores import Scoreboard
 from node.verifier.verifier import Contribution, Verifier, VerifierSettings
 from protocol import signing
 from protocol.assignment import assign_pages, derive, eval_pages
-from protocol.compression import CodecSpec, CompressionError, ErrorFeedback, get_codec
+from protocol.compression import CompressionError, ErrorFeedback, get_codec
 from protocol.messages import (
     ContributionMeta,
     ManifestEntry,
@@ -111,11 +113,12 @@ class SwarmNode:
         self.run_id = spec.run_id
         self.data_dir = Path(config.data_dir)
         self.checkpoint_path = self.data_dir / "state.safetensors"
+        self.feedback_path = self.data_dir / "error_feedback.safetensors"
         self.device = resolve_device(config.device)
         self.schedule = RoundSchedule(
             genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds
         )
-        self.codec = get_codec(CodecSpec(name=spec.codec.name, chunk=spec.codec.chunk, k=spec.codec.k, value_bits=spec.codec.value_bits, scale_group=spec.codec.scale_group))
+        self.codec = get_codec(spec.codec.codec_spec())
         self.outer = OuterOptimizer(lr=spec.outer.lr, momentum=spec.outer.momentum, nesterov=spec.outer.nesterov)
         self.feedback = ErrorFeedback()
         self.swarm = Swarm(
@@ -163,6 +166,10 @@ class SwarmNode:
         if saved is not None:
             self._adopt(*saved)
             log.info("resuming from the local checkpoint of round %d", saved[1])
+        try:
+            self.feedback.load_state_dict(load_feedback(self.feedback_path, self.numel))
+        except (StateError, ValueError) as e:
+            log.warning("ignoring the saved error-feedback residual: %s", e)
         t = self.spec.train
         self.trainer = InnerTrainer(
             self.model,
@@ -302,6 +309,7 @@ class SwarmNode:
             await asyncio.to_thread(self._set_weights)
         if self.state_round == r + 1 and (r + 1) % self.config.checkpoint_every == 0:
             await asyncio.to_thread(save_checkpoint, self.checkpoint_path, self.state, r + 1)
+            await asyncio.to_thread(save_feedback, self.feedback_path, self.feedback.state_dict())
         report["t_end"] = time.time()
         self._record(report)
         self._forget_before(r - KEPT_ROUNDS)

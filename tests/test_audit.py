@@ -17,7 +17,7 @@ from node.trainer.model import build_model
 from node.verifier.verifier import Contribution, Verifier, VerifierSettings
 from protocol import signing
 from protocol.assignment import eval_pages
-from protocol.compression import CodecSpec, get_codec
+from protocol.compression import get_codec
 from protocol.messages import ContributionMeta
 
 SPEC = RunSpec()
@@ -37,7 +37,7 @@ def audit_store(tmp_path_factory):
     verifier = Verifier(RUN, verifier_key, "tiny", corpus, excluded, pages_per_round=2, seq_len=128, store=store,
                         settings=VerifierSettings(samples=3, pages_per_check=1, windows_per_page=2))
     base = OuterState.fresh(params.flatten(build_model("tiny", 0)))
-    codec = get_codec(CodecSpec(name=SPEC.codec.name, chunk=SPEC.codec.chunk, k=SPEC.codec.k))
+    codec = get_codec(SPEC.codec.codec_spec())
     contributions = {}
     for i, uri in enumerate(("//A", "//B", "//C")):
         key = Keypair.create_from_uri(uri)

@@ -109,7 +109,12 @@ def test_new_spec_fields_validated(kwargs):
 
 
 def test_codec_refuses_other_name():
-    from protocol.compression import DemoDCTCodec, DenseFP16Codec, SparseLoCoCodec, SparseLoCoECCodec
+    from protocol.compression import (
+        DemoDCTCodec,
+        DenseFP16Codec,
+        SparseLoCoCodec,
+        SparseLoCoECCodec,
+    )
 
     for cls in (SparseLoCoCodec, SparseLoCoECCodec, DemoDCTCodec, DenseFP16Codec):
         with pytest.raises(CompressionError):

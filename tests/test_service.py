@@ -64,3 +64,20 @@ def test_payloads_are_embargoed_until_the_reveal_time(tmp_path):
     assert asyncio.run(node._lookup("payload", b"d" * 32)) is None
     assert asyncio.run(node._lookup("payload", b"e" * 32)) == b"last round's payload"
     assert asyncio.run(node._lookup("payload", b"x" * 32)) is None
+
+
+def test_restart_keeps_the_error_feedback_residual(tmp_path):
+    from node.checkpoint.state import save_feedback
+
+    chain = DevChain.create(tmp_path / "chain.sqlite")
+    node = make_node(tmp_path, chain)
+    node._setup_compute()
+    residual = torch.randn(node.numel)
+    save_feedback(node.feedback_path, {"residual": residual})
+    restarted = make_node(tmp_path, chain)
+    restarted._setup_compute()
+    assert torch.equal(restarted.feedback.residual, residual)
+    restarted.feedback_path.write_bytes(b"junk")  # damaged: ignored, not fatal
+    again = make_node(tmp_path, chain)
+    again._setup_compute()
+    assert again.feedback.residual is None

@@ -24,7 +24,7 @@ from node.swarm.transfer import TransferError, ask
 from node.trainer import params
 from node.trainer.model import build_model
 from protocol import signing, wire
-from protocol.compression import CodecSpec, get_codec
+from protocol.compression import get_codec
 from protocol.messages import AuditRequest, VerificationRecord
 from protocol.wire import ProtocolError
 
@@ -62,7 +62,7 @@ async def _fetch(p2p: P2P, peer_id: PeerID, first: int, last: int, store: AuditS
         raise AuditError(f"the peer's run spec does not parse: {e}") from None
     atomic_write(store.root / "spec.toml", spec_text.encode())
     numel = params.numel(build_model(spec.model.preset, 0))
-    codec = get_codec(CodecSpec(name=spec.codec.name, chunk=spec.codec.chunk, k=spec.codec.k))
+    codec = get_codec(spec.codec.codec_spec())
     blob_limit = max(codec.max_payload_bytes(numel), spec.data.page_tokens)
 
     index = msgpack.unpackb(await get("index", 40 * MAX_INDEX_ENTRIES + 16), raw=False, max_array_len=MAX_INDEX_ENTRIES)

@@ -18,7 +18,7 @@ from node.trainer import params
 from node.trainer.model import build_model
 from node.verifier.checks import CheckInputs, Tolerances, run_checks
 from protocol import signing
-from protocol.compression import CodecSpec, CompressionError, get_codec
+from protocol.compression import CompressionError, get_codec
 from protocol.messages import VerificationRecord
 from protocol.wire import ProtocolError
 
@@ -44,8 +44,7 @@ class Replayer:
         self.spec = store.spec()
         self.model = build_model(self.spec.model.preset, 0)
         self.numel = params.numel(self.model)
-        c = self.spec.codec
-        self.codec = get_codec(CodecSpec(name=c.name, chunk=c.chunk, k=c.k))
+        self.codec = get_codec(self.spec.codec.codec_spec())
 
     def replay_all(self, round_: int | None = None, record: str | None = None) -> list[ReplayRow]:
         rows = []

@@ -54,6 +54,26 @@ def save_checkpoint(path: Path, state: OuterState, round_: int) -> None:
     atomic_write(path, serialize_state(state, round_))
 
 
+def save_feedback(path: Path, feedback: dict[str, torch.Tensor]) -> None:
+    """The error-feedback residual: under SparseLoCo's recipe it is the momentum, so it must survive restarts."""
+    if feedback:
+        atomic_write(path, st_save({name: t.to("cpu") for name, t in feedback.items()}))
+
+
+def load_feedback(path: Path, numel: int) -> dict[str, torch.Tensor]:
+    """The saved residual, or {} if none; a damaged or foreign file is a StateError."""
+    if not path.exists():
+        return {}
+    try:
+        tensors = st_load(path.read_bytes())
+    except (SafetensorError, ValueError, RuntimeError) as e:
+        raise StateError(f"{path}: not a safetensors file: {e}") from None
+    residual = tensors.get("residual")
+    if set(tensors) != {"residual"} or residual is None or tuple(residual.shape) != (numel,) or residual.dtype != torch.float32:
+        raise StateError(f"{path}: not an error-feedback residual of this model")
+    return {"residual": residual}
+
+
 def load_checkpoint(path: Path, numel: int) -> tuple[OuterState, int] | None:
     """The saved state and the round it starts, or None if there is none; a damaged file is an error."""
     if not path.exists():

@@ -22,11 +22,11 @@ from .base import (
     register_codec,
     registered_codecs,
 )
-from .feedback import ErrorFeedback
-from .topk import TOPK_HEADER_BYTES, TOPK_MAGIC, TOPK_VERSION, TopKCodec
-from .sparseloco import SPARSE_HEADER_BYTES, SparseLoCoCodec, SparseLoCoECCodec
-from .dense import DenseFP16Codec
 from .dct import DemoDCTCodec
+from .dense import DenseFP16Codec
+from .feedback import ErrorFeedback
+from .sparseloco import SPARSE_HEADER_BYTES, SparseLoCoCodec, SparseLoCoECCodec
+from .topk import TOPK_HEADER_BYTES, TOPK_MAGIC, TOPK_VERSION, TopKCodec
 
 __all__ = [
     "MAX_NUMEL",

@@ -79,7 +79,13 @@ import numpy as np
 import torch
 
 from .base import CodecSpec, CompressionError, check_numel, register_codec
-from .bitpack import bits_to_bytes, nbytes_for_bits, pack_fixed, stream_bits, unpack_fixed
+from .bitpack import (
+    bits_to_bytes,
+    nbytes_for_bits,
+    pack_fixed,
+    stream_bits,
+    unpack_fixed,
+)
 from .quant import check_levels, dequantize, levels_per_group, quantize
 from .topk import select_topk
 
