@@ -6,8 +6,10 @@ random generator, so the same inputs give the same metrics bit for bit on the
 same machine, and a verdict can only flip across machines when a metric sits
 within `replay_atol` of its threshold.
 
-A contribution Δ = θ_r − θ_local is judged by applying it alone, θ_r − Δ, and
-measuring the loss gain on pages:
+A contribution Δ = θ_r − θ_local is judged by applying it alone with the
+weight it has in the round's average, θ_r − Δ/n for n contributions (a full
+step of one update overshoots once training is under way), and measuring the
+loss gain on pages:
   - bounds: its norm against the round's median norm (a scaled update fails);
   - work: its gain on the contributor's assigned pages, divided by the median
     gain the round's other contributions give on those same pages (the
@@ -37,6 +39,9 @@ import torch
 
 from node.trainer import params
 from node.trainer.inner import eval_loss
+
+
+MIN_PEER_GAIN = 1e-4  # nats: below this the peers' gain is no yardstick
 
 
 @dataclass(frozen=True)
@@ -99,12 +104,12 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class _Evaluator:
-    def __init__(self, model: torch.nn.Module, theta: torch.Tensor, seq_len: int, windows: int):
-        self.model, self.theta, self.seq_len, self.windows = model, theta, seq_len, windows
+    def __init__(self, model: torch.nn.Module, theta: torch.Tensor, seq_len: int, windows: int, weight: float):
+        self.model, self.theta, self.seq_len, self.windows, self.weight = model, theta, seq_len, windows, weight
         self.device = next(model.parameters()).device
 
     def loss(self, delta: torch.Tensor | None, pages: Sequence[np.ndarray]) -> float:
-        state = self.theta if delta is None else self.theta - delta
+        state = self.theta if delta is None else self.theta - self.weight * delta
         params.load_flat(self.model, state.to(self.device))
         cut = [page[: self.windows * self.seq_len + 1] for page in pages]
         return eval_loss(self.model, cut, self.seq_len, batch_size=8, device=self.device)
@@ -114,7 +119,8 @@ class _Evaluator:
         base = self.loss(None, pages)
         own = base - self.loss(vector, pages)
         peers = statistics.median([base - self.loss(v, pages) for v in others]) if others else 0.0
-        ratio = own / peers if peers > 1e-6 else (1.0 if own > 0 else 0.0)
+        # When the others do not help these pages either, the comparison says nothing: neutral.
+        ratio = own / peers if peers > MIN_PEER_GAIN else 1.0
         return own, peers, ratio
 
 
@@ -130,7 +136,7 @@ def run_checks(model: torch.nn.Module, inputs: CheckInputs, seq_len: int, window
     m["max_index_overlap"] = max((_overlap(vector, v) for v in others), default=0.0)
     m["stale"] = float(inputs.stale)
 
-    ev = _Evaluator(model, inputs.theta, seq_len, windows_per_page)
+    ev = _Evaluator(model, inputs.theta, seq_len, windows_per_page, weight=1.0 / (1 + len(others)))
     m["gain_own"], m["gain_peers"], m["work_ratio"] = ev.work_ratio(vector, others, inputs.assigned)
     base_control = ev.loss(None, inputs.control)
     m["gain_control"] = base_control - ev.loss(vector, inputs.control)
