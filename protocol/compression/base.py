@@ -150,3 +150,38 @@ def check_numel(numel: object) -> int:
     if not (0 <= numel <= MAX_NUMEL):
         raise CompressionError(f"numel must be in [0, 2**64), got {numel}")
     return numel
+
+
+def check_vector(vector: object) -> torch.Tensor:
+    if not isinstance(vector, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor, got {type(vector).__name__}")
+    if vector.dim() != 1:
+        raise CompressionError(f"expected a 1-D tensor, got shape {tuple(vector.shape)}")
+    if not vector.dtype.is_floating_point:
+        raise TypeError(f"expected a floating point tensor, got {vector.dtype}")
+    return vector.detach().to(torch.float32).contiguous()
+
+
+def as_bytes(payload: object) -> bytes:
+    if isinstance(payload, (bytearray, memoryview)):
+        payload = bytes(payload)
+    if not isinstance(payload, bytes):
+        raise CompressionError(f"payload must be bytes, got {type(payload).__name__}")
+    return payload
+
+
+class NamedCodec:
+    """What every codec class shares: it is built from a spec that names it."""
+
+    name = ""
+
+    def __init__(self, spec: CodecSpec) -> None:
+        if not isinstance(spec, CodecSpec):
+            raise CompressionError(f"expected a CodecSpec, got {type(spec).__name__}")
+        if spec.name != self.name:
+            raise CompressionError(f"spec names codec {spec.name!r}, not {self.name!r}")
+        self._spec = spec
+
+    @property
+    def spec(self) -> CodecSpec:
+        return self._spec

@@ -16,8 +16,14 @@ import struct
 import numpy as np
 import torch
 
-from .base import CodecSpec, CompressionError, check_numel, register_codec
-from .sparseloco import as_bytes, check_vector
+from .base import (
+    CompressionError,
+    NamedCodec,
+    as_bytes,
+    check_numel,
+    check_vector,
+    register_codec,
+)
 
 __all__ = ["DenseFP16Codec", "DENSE_MAGIC", "DENSE_HEADER_BYTES"]
 
@@ -28,19 +34,8 @@ DENSE_HEADER_BYTES = _HEADER.size  # 13
 _FP16_MAX = 65504.0
 
 
-class DenseFP16Codec:
+class DenseFP16Codec(NamedCodec):
     name = "dense-fp16"
-
-    def __init__(self, spec: CodecSpec) -> None:
-        if not isinstance(spec, CodecSpec):
-            raise CompressionError(f"expected a CodecSpec, got {type(spec).__name__}")
-        if spec.name != self.name:
-            raise CompressionError(f"spec names codec {spec.name!r}, not {self.name!r}")
-        self._spec = spec
-
-    @property
-    def spec(self) -> CodecSpec:
-        return self._spec
 
     def __repr__(self) -> str:
         return "DenseFP16Codec()"

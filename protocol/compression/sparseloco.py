@@ -78,7 +78,15 @@ import struct
 import numpy as np
 import torch
 
-from .base import CodecSpec, CompressionError, check_numel, register_codec
+from .base import (
+    CodecSpec,
+    CompressionError,
+    NamedCodec,
+    as_bytes,
+    check_numel,
+    check_vector,
+    register_codec,
+)
 from .bitpack import (
     bits_to_bytes,
     nbytes_for_bits,
@@ -102,24 +110,6 @@ SPARSELOCO_EC_MAGIC = b"GSSE"
 _VERSION = 1
 _HEADER = struct.Struct("<4sBIIBIQ")
 SPARSE_HEADER_BYTES = _HEADER.size  # 26
-
-
-def check_vector(vector: object) -> torch.Tensor:
-    if not isinstance(vector, torch.Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(vector).__name__}")
-    if vector.dim() != 1:
-        raise CompressionError(f"expected a 1-D tensor, got shape {tuple(vector.shape)}")
-    if not vector.dtype.is_floating_point:
-        raise TypeError(f"expected a floating point tensor, got {vector.dtype}")
-    return vector.detach().to(torch.float32).contiguous()
-
-
-def as_bytes(payload: object) -> bytes:
-    if isinstance(payload, (bytearray, memoryview)):
-        payload = bytes(payload)
-    if not isinstance(payload, bytes):
-        raise CompressionError(f"payload must be bytes, got {type(payload).__name__}")
-    return payload
 
 
 class _Layout:
@@ -155,22 +145,14 @@ class _Layout:
         return lengths
 
 
-class _SparseBase:
+class _SparseBase(NamedCodec):
     name = ""
     magic = b""
     padded = False  # True for transform codecs (see dct.py)
 
     def __init__(self, spec: CodecSpec) -> None:
-        if not isinstance(spec, CodecSpec):
-            raise CompressionError(f"expected a CodecSpec, got {type(spec).__name__}")
-        if spec.name != self.name:
-            raise CompressionError(f"spec names codec {spec.name!r}, not {self.name!r}")
-        self._spec = spec
+        super().__init__(spec)
         self._index_bits = spec.chunk.bit_length() - 1
-
-    @property
-    def spec(self) -> CodecSpec:
-        return self._spec
 
     def __repr__(self) -> str:
         s = self._spec

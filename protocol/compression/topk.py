@@ -62,7 +62,13 @@ import struct
 import numpy as np
 import torch
 
-from .base import CodecSpec, CompressionError, check_numel, register_codec
+from .base import (
+    CompressionError,
+    NamedCodec,
+    check_numel,
+    check_vector,
+    register_codec,
+)
 
 __all__ = ["TopKCodec", "TOPK_MAGIC", "TOPK_VERSION", "TOPK_HEADER_BYTES", "select_topk"]
 
@@ -78,21 +84,10 @@ _SLAB_ELEMS_CPU = 1 << 22
 _SLAB_ELEMS_CUDA = 1 << 25
 
 
-class TopKCodec:
+class TopKCodec(NamedCodec):
     """Chunked top-k with uint16 indices and fp16 values. See module docs."""
 
     name = "topk"
-
-    def __init__(self, spec: CodecSpec) -> None:
-        if not isinstance(spec, CodecSpec):
-            raise CompressionError(f"expected a CodecSpec, got {type(spec).__name__}")
-        if spec.name != self.name:
-            raise CompressionError(f"spec names codec {spec.name!r}, not {self.name!r}")
-        self._spec = spec
-
-    @property
-    def spec(self) -> CodecSpec:
-        return self._spec
 
     def __repr__(self) -> str:
         return f"TopKCodec(chunk={self._spec.chunk}, k={self._spec.k})"
@@ -114,15 +109,9 @@ class TopKCodec:
     # ----------------------------------------------------------------- encode
 
     def encode(self, vector: torch.Tensor) -> bytes:
-        if not isinstance(vector, torch.Tensor):
-            raise TypeError(f"expected a torch.Tensor, got {type(vector).__name__}")
-        if vector.dim() != 1:
-            raise CompressionError(f"expected a 1-D tensor, got shape {tuple(vector.shape)}")
-        if not vector.dtype.is_floating_point:
-            raise TypeError(f"expected a floating point tensor, got {vector.dtype}")
         chunk, k = self._spec.chunk, self._spec.k
         with torch.no_grad():
-            x = vector.detach().to(torch.float32).contiguous()
+            x = check_vector(vector)
             numel = x.numel()
             idx, vals = select_topk(x, chunk, k)
             if not bool(torch.isfinite(vals).all()):
