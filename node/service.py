@@ -433,6 +433,7 @@ class SwarmNode:
             self._verdicts.append((r, record.subject, record.verdict))
             await self.swarm.put(record, self.schedule.deadlines(r).end + 8 * self.schedule.round_seconds)
         await asyncio.to_thread(self.audit.prune, r - self.config.audit_rounds)
+        self.scores.forget_before(r - self.config.audit_rounds)
 
     async def _collect_verdicts(self, r: int, subjects: list[str]) -> None:
         """Records of the last rounds from validators (their stake vouches for them) into the scoreboard."""

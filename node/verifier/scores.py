@@ -14,6 +14,10 @@ class Scoreboard:
         self.ban_rounds = ban_rounds  # a failing verdict keeps a hotkey out of manifests this long
         self._verdicts: dict[tuple[str, str, int], bool] = {}
 
+    def forget_before(self, round_: int) -> None:
+        """Drop verdicts on rounds before `round_`, so a long-lived node's memory stays bounded."""
+        self._verdicts = {key: ok for key, ok in self._verdicts.items() if key[2] >= round_}
+
     def add(self, record: VerificationRecord) -> None:
         self._verdicts[(record.hotkey, record.subject, record.round)] = record.verdict == "pass"
 

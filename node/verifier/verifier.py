@@ -84,6 +84,8 @@ class Verifier:
         if not targets:
             return []
         self.store.put_state(base, base_hash, round_)
+        for contribution in contributions.values():  # every record names all of them as inputs
+            self.store.put_blob(contribution.payload)
         busy = set(self.eval_pages)
         for hotkey in contributions:
             busy.update(self.assigned(round_, hotkey))
@@ -117,8 +119,6 @@ class Verifier:
         result = run_checks(self.model, inputs, self.seq_len, s.windows_per_page, s.tolerances)
         history.append(min(result.metrics["work_ratio"], 2.0))
 
-        for contribution in contributions.values():
-            self.store.put_blob(contribution.payload)
         page_digests = tuple(self.store.put_blob(self.corpus.page(p).tobytes()) for p in [*assigned, *control])
         record = VerificationRecord(
             run_id=self.run_id,
