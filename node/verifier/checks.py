@@ -40,7 +40,6 @@ import torch
 from node.trainer import params
 from node.trainer.inner import eval_loss
 
-
 MIN_PEER_GAIN = 1e-4  # nats: below this the peers' gain is no yardstick
 
 
