@@ -62,20 +62,22 @@ def verification_targets(run_id: bytes, round_: int, verifier: str, candidates: 
     return sorted(others, key=lambda hotkey: derive(run_id, "verify-target", round_, verifier, hotkey))[:count]
 
 
-def check_pages(
-    run_id: bytes, round_: int, verifier: str, subject: str, assigned: list[int], count: int, num_pages: int, excluded: frozenset[int]
-) -> tuple[list[int], list[int]]:
-    """Pages a verifier evaluates a contribution on: `count` of the subject's assigned pages,
-    and `count` control pages from `excluded`'s complement (nobody trained on them this round)."""
-    ranked = sorted(assigned, key=lambda page: derive(run_id, "check-page", round_, verifier, subject, page))
-    control_seed = derive(run_id, "control-pages", round_, verifier, subject)
-    control: list[int] = []
-    counter = 0
+def check_pages(run_id: bytes, round_: int, verifier: str, subject: str, assigned: list[int], count: int) -> list[int]:
+    """The `count` of the subject's assigned pages a verifier evaluates its contribution on."""
+    return sorted(assigned, key=lambda page: derive(run_id, "check-page", round_, verifier, subject, page))[:count]
+
+
+def control_pages(run_id: bytes, round_: int, verifier: str, count: int, num_pages: int, excluded: frozenset[int]) -> list[int]:
+    """`count` pages outside `excluded` (nobody trained on them this round): the yardstick a
+    verifier holds every contribution of the round against, so their losses are computed once."""
     if num_pages - len(excluded) < count:
         raise ValueError("not enough unassigned pages for control pages")
+    seed = derive(run_id, "control-pages", round_, verifier)
+    control: list[int] = []
+    counter = 0
     while len(control) < count:
-        page = _draw(control_seed, counter, num_pages)
+        page = _draw(seed, counter, num_pages)
         counter += 1
         if page not in excluded and page not in control:
             control.append(page)
-    return ranked[:count], control
+    return control

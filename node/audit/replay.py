@@ -82,7 +82,7 @@ class Replayer:
             assigned=pages[:n_assigned],
             control=pages[n_assigned:],
             stale=rec.claimed_base_hash != rec.base_state_hash,
-            prior_ratio_sum=rec.metric("prior_ratio_sum"),
+            prior_specificity_sum=rec.metric("prior_specificity_sum"),
             prior_count=int(rec.metric("prior_count")),
         )
         result = run_checks(self.model, inputs, self.spec.train.seq_len, windows, tol)

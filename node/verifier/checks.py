@@ -11,15 +11,20 @@ weight it has in the round's average, θ_r − Δ/n for n contributions (a full
 step of one update overshoots once training is under way), and measuring the
 loss gain on pages:
   - bounds: its norm against the round's median norm (a scaled update fails);
-  - work: its gain on the contributor's assigned pages, divided by the median
-    gain the round's other contributions give on those same pages (the
-    `work_ratio`; same pages, so page difficulty and generic learning cancel).
-    Noise has a ratio near 0 and fails at once. Training on other data gives a
-    ratio near 1, which one round cannot tell from honest work: it fails once
-    the running mean over the subject's recent records (carried in the record
-    as `prior_*` inputs, so replay needs nothing else) stays below
-    `min_mean_work_ratio`. That rule has little power yet (see Tolerances).
-    The gain on control pages nobody was assigned is recorded alongside;
+  - work: its gain on the contributor's assigned pages A, divided by the median
+    gain the round's other contributions give on those same pages
+    (`work_ratio`). Noise, or no training at all, has a ratio near 0 and fails
+    at once;
+  - work on the assigned data: every update improves every page somewhat (they
+    all learn the language), so what marks training on A is that A improves by
+    more than control pages C that nobody was assigned. `own_log_ratio` =
+    log(gain on A / gain on C) for the subject; the other contributions'
+    same log ratio on the same A and C is what A vs C gives without having
+    trained on A (page difficulty cancels), and `specificity` is the
+    difference. Training on other pages gives a specificity near 0, honest
+    work a positive one. One round is noisy, so the verdict uses the mean over
+    the subject's recent records by this verifier (carried in the record as
+    `prior_*` inputs, so replay needs nothing else);
   - copying: cosine similarity and top-k index overlap with the round's other
     contributions. Payloads are embargoed until the publish deadline and late
     announcements are ignored (see node/service.py), so nobody can copy an
@@ -30,8 +35,9 @@ loss gain on pages:
 
 from __future__ import annotations
 
+import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,19 +46,18 @@ import torch
 from node.trainer import params
 from node.trainer.inner import eval_loss
 
-MIN_PEER_GAIN = 1e-4  # nats: below this the peers' gain is no yardstick
+MIN_GAIN = 1e-4  # nats: a gain below this says nothing about which pages an update learned
+SPECIFICITY_CLIP = 1.0  # one extreme round must not carry a running mean
 
 
 @dataclass(frozen=True)
 class Tolerances:
     max_norm_ratio: float = 5.0  # at most this many times the round's median norm
     min_work_ratio: float = 0.5  # below this in a single round: no work at all
-    # Running mean needed once `min_history` records exist. Deliberately low: with
-    # heavily compressed updates of a small model, honest running means were seen
-    # as low as 0.94 and training on other pages as high as 1.08 (see the notes of
-    # the verification issue), so only blatant cases fail on this rule today.
-    min_mean_work_ratio: float = 0.85
-    min_history: int = 4
+    # Mean specificity needed once `min_history` records exist; see the notes of the
+    # verification issue and benchmarks/specificity.py for the measured spread.
+    min_mean_specificity: float = 0.01
+    min_history: int = 3
     copy_cosine: float = 0.9  # this similar to another contribution: one of the two is a copy
     replay_atol: float = 1e-4  # metrics may differ this much across machines
 
@@ -75,7 +80,7 @@ class CheckInputs:
     assigned: Sequence[np.ndarray]  # token pages the subject was assigned
     control: Sequence[np.ndarray]  # token pages nobody was assigned
     stale: bool  # the contribution claims another base state than θ_r
-    prior_ratio_sum: float  # sum of the subject's recent work ratios in this verifier's records
+    prior_specificity_sum: float  # sum of the subject's recent specificities in this verifier's records
     prior_count: int
 
 
@@ -102,28 +107,73 @@ def _overlap(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((nz & (b != 0)).sum()) / count if count else 0.0
 
 
+def _log_ratio(on_assigned: float, on_control: float) -> float | None:
+    """log(gain on A / gain on C), or None when either gain is too small to mean anything."""
+    if on_assigned < MIN_GAIN or on_control < MIN_GAIN:
+        return None
+    return math.log(on_assigned / on_control)
+
+
+class LossMemo:
+    """Losses already measured this round, so a verifier checking several subjects
+    evaluates each contribution on the shared control pages once.
+
+    Keyed by object identity, so one memo must serve one θ_r only (one round of
+    one verifier); it holds on to its keys, so no id is reused while it lives.
+    """
+
+    def __init__(self) -> None:
+        self._losses: dict[tuple[int, int], tuple[float, object, object]] = {}
+
+    def get(self, delta: torch.Tensor | None, pages: Sequence[np.ndarray], compute: Callable[[], float]) -> float:
+        key = (id(delta), id(pages))
+        if key not in self._losses:
+            self._losses[key] = (compute(), delta, pages)
+        return self._losses[key][0]
+
+
 class _Evaluator:
-    def __init__(self, model: torch.nn.Module, theta: torch.Tensor, seq_len: int, windows: int, weight: float):
+    def __init__(self, model: torch.nn.Module, theta: torch.Tensor, seq_len: int, windows: int, weight: float, memo: LossMemo):
         self.model, self.theta, self.seq_len, self.windows, self.weight = model, theta, seq_len, windows, weight
+        self.memo = memo
         self.device = next(model.parameters()).device
 
     def loss(self, delta: torch.Tensor | None, pages: Sequence[np.ndarray]) -> float:
+        return self.memo.get(delta, pages, lambda: self._loss(delta, pages))
+
+    def gain(self, delta: torch.Tensor, pages: Sequence[np.ndarray]) -> float:
+        return self.loss(None, pages) - self.loss(delta, pages)
+
+    def _loss(self, delta: torch.Tensor | None, pages: Sequence[np.ndarray]) -> float:
         state = self.theta if delta is None else self.theta - self.weight * delta
         params.load_flat(self.model, state.to(self.device))
         cut = [page[: self.windows * self.seq_len + 1] for page in pages]
         return eval_loss(self.model, cut, self.seq_len, batch_size=8, device=self.device)
 
-    def work_ratio(self, vector: torch.Tensor, others: Sequence[torch.Tensor], pages: Sequence[np.ndarray]) -> tuple[float, float, float]:
-        """(own gain, median gain of the others, ratio) on `pages`."""
-        base = self.loss(None, pages)
-        own = base - self.loss(vector, pages)
-        peers = statistics.median([base - self.loss(v, pages) for v in others]) if others else 0.0
-        # When the others do not help these pages either, the comparison says nothing: neutral.
-        ratio = own / peers if peers > MIN_PEER_GAIN else 1.0
-        return own, peers, ratio
+
+def _work_metrics(ev: _Evaluator, inputs: CheckInputs) -> dict[str, float]:
+    m: dict[str, float] = {}
+    m["gain_own"] = ev.gain(inputs.vector, inputs.assigned)
+    m["gain_control"] = ev.gain(inputs.vector, inputs.control)
+    peers_assigned = [ev.gain(v, inputs.assigned) for v in inputs.others]
+    peers_control = [ev.gain(v, inputs.control) for v in inputs.others]
+    m["gain_peers"] = statistics.median(peers_assigned) if peers_assigned else 0.0
+    # When the others do not help these pages either, the comparison says nothing: neutral.
+    m["work_ratio"] = m["gain_own"] / m["gain_peers"] if m["gain_peers"] > MIN_GAIN else 1.0
+    own = _log_ratio(m["gain_own"], m["gain_control"])
+    peers = [r for r in map(_log_ratio, peers_assigned, peers_control) if r is not None]
+    m["own_log_ratio"] = own if own is not None else 0.0
+    m["peers_log_ratio"] = statistics.median(peers) if peers else 0.0
+    # Undefined when the subject's own gains are too small (the work ratio judges
+    # that) or no peer is a yardstick: neutral rather than a guess.
+    specific = own - m["peers_log_ratio"] if own is not None and peers else 0.0
+    m["specificity"] = max(-SPECIFICITY_CLIP, min(SPECIFICITY_CLIP, specific))
+    return m
 
 
-def run_checks(model: torch.nn.Module, inputs: CheckInputs, seq_len: int, windows_per_page: int, tol: Tolerances) -> CheckResult:
+def run_checks(
+    model: torch.nn.Module, inputs: CheckInputs, seq_len: int, windows_per_page: int, tol: Tolerances, memo: LossMemo | None = None
+) -> CheckResult:
     """Judge one contribution; `model` is scratch space of the run's architecture."""
     vector, others = inputs.vector, list(inputs.others)
     m: dict[str, float] = {}
@@ -135,14 +185,12 @@ def run_checks(model: torch.nn.Module, inputs: CheckInputs, seq_len: int, window
     m["max_index_overlap"] = max((_overlap(vector, v) for v in others), default=0.0)
     m["stale"] = float(inputs.stale)
 
-    ev = _Evaluator(model, inputs.theta, seq_len, windows_per_page, weight=1.0 / (1 + len(others)))
-    m["gain_own"], m["gain_peers"], m["work_ratio"] = ev.work_ratio(vector, others, inputs.assigned)
-    base_control = ev.loss(None, inputs.control)
-    m["gain_control"] = base_control - ev.loss(vector, inputs.control)
-    m["prior_ratio_sum"] = inputs.prior_ratio_sum
+    ev = _Evaluator(model, inputs.theta, seq_len, windows_per_page, weight=1.0 / (1 + len(others)), memo=memo or LossMemo())
+    m.update(_work_metrics(ev, inputs))
+    m["prior_specificity_sum"] = inputs.prior_specificity_sum
     m["prior_count"] = float(inputs.prior_count)
     count = inputs.prior_count + 1
-    m["mean_work_ratio"] = (inputs.prior_ratio_sum + min(m["work_ratio"], 2.0)) / count
+    m["mean_specificity"] = (inputs.prior_specificity_sum + m["specificity"]) / count
 
     if inputs.stale:
         return CheckResult(m, "fail", "stale: not trained from this round's state")
@@ -152,6 +200,6 @@ def run_checks(model: torch.nn.Module, inputs: CheckInputs, seq_len: int, window
         return CheckResult(m, "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round")
     if m["work_ratio"] < tol.min_work_ratio:
         return CheckResult(m, "fail", f"no work on the assigned pages (work ratio {m['work_ratio']:.2f})")
-    if count >= tol.min_history and m["mean_work_ratio"] < tol.min_mean_work_ratio:
-        return CheckResult(m, "fail", f"assigned pages not learned (mean work ratio {m['mean_work_ratio']:.2f} over {count} rounds)")
+    if count >= tol.min_history and m["mean_specificity"] < tol.min_mean_specificity:
+        return CheckResult(m, "fail", f"assigned pages not learned (mean specificity {m['mean_specificity']:+.3f} over {count} rounds)")
     return CheckResult(m, "pass", "")

@@ -18,9 +18,14 @@ from node.audit.store import AuditStore
 from node.data.corpus import Corpus
 from node.outer.optimizer import OuterState
 from node.trainer.model import build_model
-from node.verifier.checks import CheckInputs, Tolerances, run_checks
+from node.verifier.checks import CheckInputs, LossMemo, Tolerances, run_checks
 from protocol import signing
-from protocol.assignment import assign_pages, check_pages, verification_targets
+from protocol.assignment import (
+    assign_pages,
+    check_pages,
+    control_pages,
+    verification_targets,
+)
 from protocol.messages import (
     ContributionMeta,
     ManifestEntry,
@@ -31,7 +36,7 @@ from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
 
-HISTORY_ROUNDS = 4  # earlier work ratios that inform the running-mean check
+HISTORY_ROUNDS = 4  # earlier specificities that inform the running-mean check
 
 
 @dataclass(frozen=True)
@@ -89,35 +94,39 @@ class Verifier:
         busy = set(self.eval_pages)
         for hotkey in contributions:
             busy.update(self.assigned(round_, hotkey))
+        control = control_pages(self.run_id, round_, self.hotkey, self.settings.pages_per_check, self.corpus.num_pages, frozenset(busy))
+        control_tokens = self.corpus.pages(control)  # one list for the round: the memo knows it by identity
+        memo = LossMemo()
         records = []
         for subject in targets:
-            record = self._check(round_, base, base_hash, subject, contributions, frozenset(busy))
+            record = self._check(round_, base, base_hash, subject, contributions, control, control_tokens, memo)
             self.store.put_record(record)
             records.append(record)
             log.info("round %d: %s -> %s %s", round_, subject[:10], record.verdict, record.reason)
         return records
 
     def _check(
-        self, r: int, base: OuterState, base_hash: bytes, subject: str, contributions: dict[str, Contribution], busy: frozenset[int]
+        self, r: int, base: OuterState, base_hash: bytes, subject: str, contributions: dict[str, Contribution],
+        control: list[int], control_tokens: list, memo: LossMemo,
     ) -> VerificationRecord:
         s = self.settings
         mine = contributions[subject]
         others = sorted(h for h in contributions if h != subject)
         vectors = [contributions[h].vector for h in others]
-        assigned, control = check_pages(self.run_id, r, self.hotkey, subject, self.assigned(r, subject), s.pages_per_check, self.corpus.num_pages, busy)
+        assigned = check_pages(self.run_id, r, self.hotkey, subject, self.assigned(r, subject), s.pages_per_check)
         history = self.history[subject]
         inputs = CheckInputs(
             theta=base.theta,
             vector=mine.vector,
             others=vectors,
             assigned=self.corpus.pages(assigned),
-            control=self.corpus.pages(control),
+            control=control_tokens,
             stale=mine.meta.base_state_hash != base_hash,
-            prior_ratio_sum=float(sum(history)),
+            prior_specificity_sum=float(sum(history)),
             prior_count=len(history),
         )
-        result = run_checks(self.model, inputs, self.seq_len, s.windows_per_page, s.tolerances)
-        history.append(min(result.metrics["work_ratio"], 2.0))
+        result = run_checks(self.model, inputs, self.seq_len, s.windows_per_page, s.tolerances, memo)
+        history.append(result.metrics["specificity"])
 
         page_digests = tuple(self.store.put_blob(self.corpus.page(p).tobytes()) for p in [*assigned, *control])
         record = VerificationRecord(
