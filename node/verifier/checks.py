@@ -12,7 +12,7 @@ step of one update overshoots once training is under way), and measuring the
 loss gain on pages:
   - bounds: its norm against the round's median norm (a scaled update fails);
   - work: its gain on the contributor's assigned pages A, divided by the median
-    gain the round's other contributions give on those same pages
+    gain a seeded sample of the round's other contributions give on those pages
     (`work_ratio`). Noise, or no training at all, has a ratio near 0 and fails
     at once;
   - work on the assigned data: every update improves every page somewhat (they
@@ -56,8 +56,12 @@ class Tolerances:
     min_work_ratio: float = 0.5  # below this in a single round: no work at all
     # Mean specificity needed once `min_history` records exist; see the notes of the
     # verification issue and benchmarks/specificity.py for the measured spread.
-    min_mean_specificity: float = 0.01
+    min_mean_specificity: float = 0.02
     min_history: int = 3
+    # The work metrics compare against this many of the round's other contributions (the
+    # first ones in the record's order, which the verifier draws by seed): each costs a
+    # model evaluation per page set, so a check stays affordable however big the round is.
+    reference_peers: int = 4
     copy_cosine: float = 0.9  # this similar to another contribution: one of the two is a copy
     replay_atol: float = 1e-4  # metrics may differ this much across machines
 
@@ -151,12 +155,13 @@ class _Evaluator:
         return eval_loss(self.model, cut, self.seq_len, batch_size=8, device=self.device)
 
 
-def _work_metrics(ev: _Evaluator, inputs: CheckInputs) -> dict[str, float]:
+def _work_metrics(ev: _Evaluator, inputs: CheckInputs, tol: Tolerances) -> dict[str, float]:
     m: dict[str, float] = {}
     m["gain_own"] = ev.gain(inputs.vector, inputs.assigned)
     m["gain_control"] = ev.gain(inputs.vector, inputs.control)
-    peers_assigned = [ev.gain(v, inputs.assigned) for v in inputs.others]
-    peers_control = [ev.gain(v, inputs.control) for v in inputs.others]
+    reference = inputs.others[: tol.reference_peers]
+    peers_assigned = [ev.gain(v, inputs.assigned) for v in reference]
+    peers_control = [ev.gain(v, inputs.control) for v in reference]
     m["gain_peers"] = statistics.median(peers_assigned) if peers_assigned else 0.0
     # When the others do not help these pages either, the comparison says nothing: neutral.
     m["work_ratio"] = m["gain_own"] / m["gain_peers"] if m["gain_peers"] > MIN_GAIN else 1.0
@@ -186,7 +191,7 @@ def run_checks(
     m["stale"] = float(inputs.stale)
 
     ev = _Evaluator(model, inputs.theta, seq_len, windows_per_page, weight=1.0 / (1 + len(others)), memo=memo or LossMemo())
-    m.update(_work_metrics(ev, inputs))
+    m.update(_work_metrics(ev, inputs, tol))
     m["prior_specificity_sum"] = inputs.prior_specificity_sum
     m["prior_count"] = float(inputs.prior_count)
     count = inputs.prior_count + 1

@@ -24,6 +24,7 @@ from protocol.assignment import (
     assign_pages,
     check_pages,
     control_pages,
+    derive,
     verification_targets,
 )
 from protocol.messages import (
@@ -42,7 +43,7 @@ HISTORY_ROUNDS = 4  # earlier specificities that inform the running-mean check
 @dataclass(frozen=True)
 class VerifierSettings:
     samples: int = 2  # contributions checked per round
-    pages_per_check: int = 4  # page-to-page variance dominates: more pages beat more windows per page
+    pages_per_check: int = 8  # page-to-page variance dominates: more pages beat more windows per page
     windows_per_page: int = 12
     tolerances: Tolerances = Tolerances()
 
@@ -111,7 +112,8 @@ class Verifier:
     ) -> VerificationRecord:
         s = self.settings
         mine = contributions[subject]
-        others = sorted(h for h in contributions if h != subject)
+        # Seeded order: the first `reference_peers` are the yardstick of the work metrics.
+        others = sorted((h for h in contributions if h != subject), key=lambda h: derive(self.run_id, "reference", r, self.hotkey, subject, h))
         vectors = [contributions[h].vector for h in others]
         assigned = check_pages(self.run_id, r, self.hotkey, subject, self.assigned(r, subject), s.pages_per_check)
         history = self.history[subject]
