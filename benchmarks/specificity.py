@@ -100,7 +100,8 @@ def main() -> None:
             tick = time.perf_counter()
             result = run_checks(scratch, inputs, t.seq_len, settings.windows_per_page, settings.tolerances, memo)
             check_seconds.append(time.perf_counter() - tick)
-            history[h].append(result.metrics["specificity"])
+            if result.metrics["specificity_judged"]:
+                history[h].append(result.metrics["specificity"])
             rows.append({"round": r, "node": h, **{k: result.metrics[k] for k in ("specificity", "mean_specificity", "work_ratio")},
                          "verdict": result.verdict, "reason": result.reason})
             print(f"round {r} {h:>11}: specificity {result.metrics['specificity']:+.3f} "

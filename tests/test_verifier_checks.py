@@ -24,7 +24,7 @@ def _page(seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def round_():
-    """θ_r and the updates of three nodes: two trained on their own pages, one on pages it was not assigned."""
+    """θ_r and the updates of four nodes: three trained on their own pages, one on pages it was not assigned."""
     torch.manual_seed(0)
     pages = [_page(i) for i in range(12)]
     model = build_model("tiny", 0)
@@ -35,12 +35,12 @@ def round_():
         InnerTrainer(model, lr=3e-3, batch_size=4, seq_len=SEQ, weight_decay=0.0).train([pages[i] for i in trained_on], steps=30, seed=1)
         return theta - params.flatten(model)
 
-    updates = {"honest": update([0, 1]), "peer": update([6, 7]), "elsewhere": update([4, 5])}
-    assigned = {"honest": [0, 1], "peer": [6, 7], "elsewhere": [2, 3]}
+    updates = {"honest": update([0, 1]), "peer": update([6, 7]), "peer2": update([10, 11]), "elsewhere": update([4, 5])}
+    assigned = {"honest": [0, 1], "peer": [6, 7], "peer2": [10, 11], "elsewhere": [2, 3]}
     return pages, theta, updates, assigned
 
 
-def _check(round_, subject: str, prior_sum: float = 0.0, prior_count: int = 0, vector=None, memo=None):
+def _check(round_, subject: str, prior_sum: float = 0.0, prior_count: int = 0, vector=None, memo=None, tol=Tolerances()):
     pages, theta, updates, assigned = round_
     others = [v for h, v in sorted(updates.items()) if h != subject]
     inputs = CheckInputs(
@@ -48,7 +48,7 @@ def _check(round_, subject: str, prior_sum: float = 0.0, prior_count: int = 0, v
         assigned=[pages[i] for i in assigned[subject]], control=[pages[8], pages[9]], stale=False,
         prior_specificity_sum=prior_sum, prior_count=prior_count,
     )
-    return run_checks(build_model("tiny", 0), inputs, SEQ, WINDOWS, Tolerances(), memo)
+    return run_checks(build_model("tiny", 0), inputs, SEQ, WINDOWS, tol, memo)
 
 
 def test_work_on_assigned_pages_is_specific(round_):
@@ -69,6 +69,14 @@ def test_running_mean_fails_training_elsewhere_and_passes_honest_work(round_):
     assert history.metrics["mean_specificity"] == pytest.approx(spec)
     honest = _check(round_, "honest", prior_sum=2 * 0.05, prior_count=tol.min_history - 1)
     assert honest.verdict == "pass"
+
+
+def test_too_few_yardsticks_are_not_judged(round_):
+    """With fewer usable peers than min_reference_peers the round neither counts nor fails."""
+    tol = Tolerances(min_reference_peers=4)  # the fixture's rounds have 3 others
+    result = _check(round_, "elsewhere", prior_sum=-0.5, prior_count=tol.min_history, tol=tol)
+    assert result.metrics["specificity_judged"] == 0.0 and result.metrics["specificity"] == 0.0
+    assert result.verdict == "pass" and result.metrics["mean_specificity"] == pytest.approx(-0.5 / tol.min_history)
 
 
 def test_noise_fails_at_once(round_):

@@ -23,8 +23,9 @@ loss gain on pages:
     trained on A (page difficulty cancels), and `specificity` is the
     difference. Training on other pages gives a specificity near 0, honest
     work a positive one. One round is noisy, so the verdict uses the mean over
-    the subject's recent records by this verifier (carried in the record as
-    `prior_*` inputs, so replay needs nothing else);
+    the subject's recent judged records by this verifier (carried in the record
+    as `prior_*` inputs, so replay needs nothing else). With fewer than
+    `min_reference_peers` yardsticks (a round of three nodes) it is not judged;
   - copying: cosine similarity and top-k index overlap with the round's other
     contributions. Payloads are embargoed until the publish deadline and late
     announcements are ignored (see node/service.py), so nobody can copy an
@@ -62,6 +63,7 @@ class Tolerances:
     # first ones in the record's order, which the verifier draws by seed): each costs a
     # model evaluation per page set, so a check stays affordable however big the round is.
     reference_peers: int = 4
+    min_reference_peers: int = 3  # with fewer usable yardsticks specificity is not judged (too noisy)
     copy_cosine: float = 0.9  # this similar to another contribution: one of the two is a copy
     replay_atol: float = 1e-4  # metrics may differ this much across machines
 
@@ -169,10 +171,11 @@ def _work_metrics(ev: _Evaluator, inputs: CheckInputs, tol: Tolerances) -> dict[
     peers = [r for r in map(_log_ratio, peers_assigned, peers_control) if r is not None]
     m["own_log_ratio"] = own if own is not None else 0.0
     m["peers_log_ratio"] = statistics.median(peers) if peers else 0.0
-    # Undefined when the subject's own gains are too small (the work ratio judges
-    # that) or no peer is a yardstick: neutral rather than a guess.
-    specific = own - m["peers_log_ratio"] if own is not None and peers else 0.0
-    m["specificity"] = max(-SPECIFICITY_CLIP, min(SPECIFICITY_CLIP, specific))
+    # Not judged when the subject's own gains are too small (the work ratio judges
+    # that) or too few peers are a yardstick: left out of the running mean, not a guess.
+    judged = own is not None and len(peers) >= tol.min_reference_peers
+    m["specificity_judged"] = float(judged)
+    m["specificity"] = max(-SPECIFICITY_CLIP, min(SPECIFICITY_CLIP, own - m["peers_log_ratio"])) if judged else 0.0
     return m
 
 
@@ -194,8 +197,9 @@ def run_checks(
     m.update(_work_metrics(ev, inputs, tol))
     m["prior_specificity_sum"] = inputs.prior_specificity_sum
     m["prior_count"] = float(inputs.prior_count)
-    count = inputs.prior_count + 1
-    m["mean_specificity"] = (inputs.prior_specificity_sum + m["specificity"]) / count
+    judged = m["specificity_judged"] == 1.0
+    count = inputs.prior_count + judged
+    m["mean_specificity"] = (inputs.prior_specificity_sum + m["specificity"]) / count if count else 0.0
 
     if inputs.stale:
         return CheckResult(m, "fail", "stale: not trained from this round's state")
@@ -205,6 +209,6 @@ def run_checks(
         return CheckResult(m, "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round")
     if m["work_ratio"] < tol.min_work_ratio:
         return CheckResult(m, "fail", f"no work on the assigned pages (work ratio {m['work_ratio']:.2f})")
-    if count >= tol.min_history and m["mean_specificity"] < tol.min_mean_specificity:
+    if judged and count >= tol.min_history and m["mean_specificity"] < tol.min_mean_specificity:
         return CheckResult(m, "fail", f"assigned pages not learned (mean specificity {m['mean_specificity']:+.3f} over {count} rounds)")
     return CheckResult(m, "pass", "")

@@ -128,7 +128,8 @@ class Verifier:
             prior_count=len(history),
         )
         result = run_checks(self.model, inputs, self.seq_len, s.windows_per_page, s.tolerances, memo)
-        history.append(result.metrics["specificity"])
+        if result.metrics["specificity_judged"]:
+            history.append(result.metrics["specificity"])
 
         page_digests = tuple(self.store.put_blob(self.corpus.page(p).tobytes()) for p in [*assigned, *control])
         record = VerificationRecord(
