@@ -1,182 +1,174 @@
-"""BittensorChain against an in-memory fake of the SDK's ``Substrate`` backend.
+"""What only the Bittensor adapter does: the extrinsics it sends and how it
+reads the SDK's answers. What every chain must do is in test_chain_contract.py;
+both run against the in-memory substrate of fake_subtensor.py."""
 
-The fake stores just enough chain state for the reads the adapter makes and
-applies the two extrinsics it submits, so these tests exercise the SDK's real
-read decoding, weight conforming and signing paths, without a network.
-"""
-
-from typing import Any
+import pickle
 
 import bittensor as bt
 import pytest
-from bittensor.balance import Balance
-from bittensor.result import ExtrinsicResult
 from bittensor.sp_core import Keypair
+from fake_subtensor import FakeSubstrate
 
-from node.chain import ChainError, ChainView
-from node.chain.bittensor_adapter import BittensorChain, raw_commitment_bytes
+from node.chain import MAX_COMMITMENT_BYTES, ChainError, ChainView, RetryPolicy
+from node.chain.bittensor_adapter import (
+    BittensorChain,
+    raw_commitment_bytes,
+    raw_fields,
+)
+from node.config import ConfigError, parse_run_file
 
 NETUID = 3
 ALICE, BOB, CAROL = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Carol"))
-TAO = 10**9
-
-
-class FakeSubstrate:
-    token_symbols: dict[int, str] = {}
-
-    def __init__(self) -> None:
-        self.hotkeys = [ALICE.ss58_address, BOB.ss58_address, CAROL.ss58_address]
-        self.storage: dict[tuple[str, str, tuple], Any] = {}
-        self.maps: dict[tuple[str, str, tuple], list] = {}
-        self.submitted: list[tuple[Any, str]] = []
-        self.fail_next: str | None = None
-        for uid, hotkey in enumerate(self.hotkeys):
-            self.storage[("SubtensorModule", "Uids", (NETUID, hotkey))] = uid
-        self.maps[("SubtensorModule", "Uids", (NETUID,))] = [
-            (hotkey, uid) for uid, hotkey in enumerate(self.hotkeys)
-        ]
-        self.graph = {
-            "hotkeys": self.hotkeys,
-            "coldkeys": self.hotkeys,
-            "validator_permit": [True, True, False],
-            "total_stake": [50 * TAO, 1500 * TAO // 1000, 0],
-            "block": 100,
-            "tempo": 360,
-            "last_step": 90,
-            "blocks_since_last_step": 10,
-            "owner_hotkey": ALICE.ss58_address,
-            "owner_coldkey": ALICE.ss58_address,
-            "network_registered_at": 1,
-        }
-
-    def balance(self, rao: int, netuid: int = 0) -> Balance:
-        return Balance.from_rao(rao, netuid)
-
-    async def connect(self) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-    async def block_number(self) -> int:
-        return 100
-
-    async def block_hash(self, block=None) -> str:
-        return "0x" + "00" * 32
-
-    async def block_time(self) -> float:
-        return 12.0
-
-    async def query(self, module, fn, params=None, block_hash=None):
-        return self.storage.get((module, fn, tuple(params or ())))
-
-    async def query_map(self, module, fn, params=None, block_hash=None):
-        return self.maps.get((module, fn, tuple(params or ())), [])
-
-    async def runtime_call(self, api, method, params, block_hash=None):
-        if (api, method, params) == ("SubnetInfoRuntimeApi", "get_metagraph", [NETUID]):
-            return self.graph
-        return None
-
-    async def compose(self, call):
-        return call
-
-    async def estimate_fee(self, call, keypair) -> Balance:
-        return Balance.from_rao(0)
-
-    async def submit(self, call, keypair, **_kwargs) -> ExtrinsicResult:
-        self.submitted.append((call, keypair.ss58_address))
-        if self.fail_next:
-            message, self.fail_next = self.fail_next, None
-            return ExtrinsicResult(success=False, message=message, error=bt.ChainError(message))
-        uid = self.hotkeys.index(keypair.ss58_address)
-        if call.function == "set_mechanism_weights":
-            rows = self.maps.setdefault(("SubtensorModule", "Weights", (NETUID,)), [])
-            rows[:] = [r for r in rows if r[0] != uid]
-            rows.append((uid, list(zip(call.params["dests"], call.params["weights"]))))
-        elif call.function == "set_commitment":
-            # Stored the way the SDK's decoder hands Raw fields back: 0x-hex.
-            fields = [
-                {variant: "0x" + bytes(value).hex()}
-                for entry in call.params["info"]["fields"]
-                for variant, value in entry.items()
-            ]
-            commitments = self.maps.setdefault(("Commitments", "CommitmentOf", (NETUID,)), [])
-            commitments.append(
-                (keypair.ss58_address, {"block": 100, "deposit": 0, "info": {"fields": fields}})
-            )
-        return ExtrinsicResult(success=True)
 
 
 @pytest.fixture
 def fake(monkeypatch, tmp_path) -> FakeSubstrate:
     # Connecting caches token symbols on disk; keep that out of $HOME.
     monkeypatch.setenv("BTCLI_TOKEN_SYMBOLS_CACHE", str(tmp_path / "symbols.json"))
-    return FakeSubstrate()
+    fake = FakeSubstrate(NETUID, max_validators=2)
+    for k in (ALICE, BOB, CAROL):
+        fake.register(k.ss58_address)
+    fake.stake(ALICE.ss58_address, 50)
+    fake.stake(BOB.ss58_address, 1.5)
+    fake.epoch()
+    return fake
 
 
 @pytest.fixture
 def chain(fake) -> BittensorChain:
-    return BittensorChain("local", NETUID, substrate=fake)
+    return BittensorChain("local", NETUID, substrate=fake, policy=RetryPolicy(first_delay=0.05, max_delay=0.2))
 
 
 def test_is_a_chainview(chain):
     assert isinstance(chain, ChainView)
 
 
-def test_block_and_neurons_from_metagraph(chain):
-    assert chain.block() == 100
+@pytest.mark.parametrize("network", ["finney", "test", "local", "ws://10.0.0.5:9944", "wss://lite.chain.opentensor.ai:443"])
+def test_run_toml_chain_table(network):
+    spec, _ = parse_run_file(f'[chain]\nkind = "bittensor"\nnetwork = "{network}"\nnetuid = 7\n')
+    assert (spec.chain.kind, spec.chain.network, spec.chain.netuid) == ("bittensor", network, 7)
+
+
+@pytest.mark.parametrize(
+    ("table", "error"),
+    [
+        ('kind = "substrate"', "kind must be"),
+        ('kind = "bittensor"\nnetwork = "mainnet"\nnetuid = 7', "network must be"),
+        ('kind = "bittensor"\nnetwork = "http://127.0.0.1:9944"\nnetuid = 7', "network must be"),
+        ('kind = "bittensor"\nnetwork = "finney"', "netuid must name a subnet"),
+        ('kind = "bittensor"\nnetwork = "finney"\nnetuid = -1', "netuid"),
+    ],
+)
+def test_run_toml_chain_table_errors(table, error):
+    with pytest.raises(ConfigError, match=error):
+        parse_run_file(f"[chain]\n{table}\n")
+
+
+def test_unknown_network_is_a_chain_error():
+    with pytest.raises(ChainError, match="Unknown network"):
+        BittensorChain("mainnet", NETUID)
+
+
+def test_pickles_as_its_network_and_netuid(chain):
+    # The DHT's record validator may carry a ChainView into another process.
+    copy = pickle.loads(pickle.dumps(BittensorChain("test", 7)))
+    assert repr(copy) == "BittensorChain(network='test', netuid=7)"
+    with pytest.raises(TypeError, match="injected substrate"):
+        pickle.dumps(chain)
+
+
+def test_stake_is_the_subnet_total_stake_and_incentive_the_runtimes(chain, fake):
+    fake.incentives = [0, 65535, 0]
     neurons = chain.neurons()
-    assert [(n.uid, n.hotkey, n.validator_permit) for n in neurons] == [
-        (0, ALICE.ss58_address, True),
-        (1, BOB.ss58_address, True),
-        (2, CAROL.ss58_address, False),
-    ]
     assert [n.stake for n in neurons] == [pytest.approx(50.0), pytest.approx(1.5), 0.0]
-    assert chain.neuron(BOB.ss58_address) == neurons[1]
-    assert chain.neuron(Keypair.create_from_uri("//Dave").ss58_address) is None
+    assert [n.incentive for n in neurons] == [0.0, 1.0, 0.0]
 
 
-def test_missing_subnet_is_a_chain_error(chain, fake):
-    fake.graph = None
+def test_block_time_comes_from_the_chain(chain):
+    assert chain.block_time == 12.0
+
+
+def test_missing_subnet_is_a_chain_error(fake):
     with pytest.raises(ChainError, match="does not exist"):
-        chain.neurons()
+        BittensorChain("local", NETUID + 1, substrate=fake).neurons()
 
 
-def test_set_weights_round_trip(chain, fake):
+def test_plain_weights_go_out_as_set_mechanism_weights(chain, fake):
     chain.set_weights(ALICE, [1, 2], [1.0, 3.0])
     call, signer = fake.submitted[-1]
     assert signer == ALICE.ss58_address
     assert (call.module, call.function) == ("SubtensorModule", "set_mechanism_weights")
-    assert call.params["dests"] == [1, 2]
-    assert call.params["weights"] == [21845, 65535]
-    assert chain.weights() == {0: {1: pytest.approx(0.25), 2: pytest.approx(0.75)}}
+    assert (call.params["netuid"], call.params["dests"], call.params["weights"]) == (NETUID, [1, 2], [21845, 65535])
 
 
-def test_set_weights_failures_are_chain_errors(chain, fake):
-    with pytest.raises(ChainError, match="not registered"):
-        chain.set_weights(Keypair.create_from_uri("//Dave"), [0], [1.0])
-    with pytest.raises(ChainError):
-        chain.set_weights(ALICE, [0, 0], [1.0, 1.0])
-    fake.fail_next = "NeuronNoValidatorPermit"
+def test_commit_reveal_subnet_gets_a_timelocked_commit(chain, fake):
+    fake.commit_reveal = True
+    chain.set_weights(ALICE, [1, 2], [1.0, 3.0])
+    call, signer = fake.submitted[-1]
+    assert (call.module, call.function, signer) == (
+        "SubtensorModule",
+        "commit_timelocked_mechanism_weights",
+        ALICE.ss58_address,
+    )
+    assert call.params["netuid"] == NETUID and call.params["reveal_round"] > 0
+    assert len(call.params["commit"]) > 0  # drand-timelock ciphertext: nobody reads it before the reveal
+
+
+def test_chain_refusals_are_chain_errors_and_not_queued(chain, fake):
     with pytest.raises(ChainError, match="NeuronNoValidatorPermit"):
         chain.set_weights(CAROL, [0], [1.0])
+    with pytest.raises(ChainError, match="not registered"):
+        chain.set_weights(Keypair.create_from_uri("//Dave"), [0], [1.0])
+    assert chain.health().pending_writes == ()
 
 
-def test_commitment_round_trip(chain, fake):
-    chain.set_commitment(BOB, b"\x00\xffpeer")
+def test_a_connection_dropped_during_a_submission_is_an_outage(chain, fake, monkeypatch):
+    submit = fake.submit
+
+    async def dropped(call, keypair, **options):
+        # What the SDK's RPC backend raises when the socket dies mid-submission.
+        try:
+            raise ConnectionResetError("socket closed")
+        except ConnectionResetError as e:
+            raise bt.ChainError(str(e)) from e
+
+    monkeypatch.setattr(fake, "submit", dropped)
+    chain.set_commitment(BOB, b"peer")  # queued, not refused
+    assert chain.health().pending_writes == (f"set the commitment of {BOB.ss58_address}",)
+    monkeypatch.setattr(fake, "submit", submit)
+    _wait_for(lambda: not chain.health().pending_writes)  # retried after the backoff
+    assert chain.commitments() == {BOB.ss58_address: b"peer"}
+
+
+def test_a_hung_chain_holds_readers_up_for_stale_wait_at_most(fake):
+    import time
+
+    chain = BittensorChain("local", NETUID, substrate=fake, policy=RetryPolicy(stale_wait=0.1))
+    seen = chain.neurons()
+    fake.delay = 0.6
+    fake.stake(CAROL.ss58_address, 7)
+    started = time.monotonic()
+    assert chain.neurons() == seen  # the last answer, after stale_wait
+    assert chain.neurons() == seen  # joins the read in flight, without waiting again
+    assert time.monotonic() - started < 0.5  # not the 0.6 s a chain call takes
+    assert chain.health().reachable  # slow is not down
+    _wait_for(lambda: chain.neurons()[2].stake == pytest.approx(7.0), timeout=20)  # the slow answer lands
+
+
+def test_commitments_are_split_into_raw_fields(chain, fake):
+    data = bytes(range(256)) + b"\x07" * (MAX_COMMITMENT_BYTES - 256)
+    chain.set_commitment(BOB, data)
     call, signer = fake.submitted[-1]
-    assert signer == BOB.ss58_address
-    assert (call.module, call.function) == ("Commitments", "set_commitment")
-    assert call.params == {"netuid": NETUID, "info": {"fields": [{"Raw6": b"\x00\xffpeer"}]}}
-    assert chain.commitments() == {BOB.ss58_address: b"\x00\xffpeer"}
-    with pytest.raises(ChainError, match="128"):
-        chain.set_commitment(BOB, b"x" * 129)
+    assert (call.module, call.function, signer) == ("Commitments", "set_commitment", BOB.ss58_address)
+    assert [list(f) for f in call.params["info"]["fields"]] == [["Raw128"], ["Raw128"], ["Raw128"]]
+    assert chain.commitments() == {BOB.ss58_address: data}
+    assert raw_fields(b"x" * 129) == [{"Raw128": b"x" * 128}, {"Raw1": b"x"}]
+    assert raw_fields(b"") == []
 
 
 def test_commitments_of_deregistered_hotkeys_are_ignored(chain, fake):
     chain.set_commitment(BOB, b"bob")
-    fake.maps[("SubtensorModule", "Uids", (NETUID,))] = [(ALICE.ss58_address, 0)]
+    fake.hotkeys[1] = Keypair.create_from_uri("//Eve").ss58_address  # Bob's uid was taken over
     assert chain.commitments() == {}
 
 
@@ -185,7 +177,7 @@ def test_commitments_of_deregistered_hotkeys_are_ignored(chain, fake):
     [
         [{"Sha256": "0x" + "00" * 32}],
         [{"Raw2": "0xzz"}],
-        [{"Raw64": "0x" + "00" * 64}, {"Raw65": "0x" + "00" * 65}],
+        [{"Raw128": "0x" + "00" * 128}] * 3 + [{"Raw1": "0x00"}],
         ["None"],
     ],
 )
@@ -195,3 +187,12 @@ def test_foreign_commitments_are_skipped(fields):
 
 def test_raw_fields_concatenate():
     assert raw_commitment_bytes([{"Raw2": "0x0102"}, {"Raw1": "0x03"}]) == b"\x01\x02\x03"
+
+
+def _wait_for(condition, timeout: float = 5.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)

@@ -6,7 +6,14 @@ import time
 import pytest
 from bittensor.sp_core import Keypair
 
-from node.chain import ChainError, ChainView, DevChain, Neuron
+from node.chain import (
+    MAX_COMMITMENT_BYTES,
+    ChainError,
+    ChainView,
+    DevChain,
+    Neuron,
+    RetryPolicy,
+)
 from node.chain import devchain as devchain_module
 
 
@@ -214,12 +221,12 @@ def test_public_only_keypair_cannot_write(chain):
 
 def test_commitments_are_size_bounded_and_replaced(chain):
     a, b = registered(chain, "a", "b")
-    chain.set_commitment(a, b"\x00" * 128)
-    with pytest.raises(ChainError, match="128"):
-        chain.set_commitment(b, b"\x00" * 129)
+    chain.set_commitment(a, b"\x00" * MAX_COMMITMENT_BYTES)
+    with pytest.raises(ChainError, match=str(MAX_COMMITMENT_BYTES)):
+        chain.set_commitment(b, b"\x00" * (MAX_COMMITMENT_BYTES + 1))
     with pytest.raises(ChainError, match="bytes"):
         chain.set_commitment(b, "text")
-    assert chain.commitments() == {a.ss58_address: b"\x00" * 128}
+    assert chain.commitments() == {a.ss58_address: b"\x00" * MAX_COMMITMENT_BYTES}
     chain.set_commitment(a, b"peer-id")
     chain.set_commitment(b, b"")
     assert chain.commitments() == {a.ss58_address: b"peer-id", b.ss58_address: b""}
@@ -288,3 +295,38 @@ def test_concurrent_registration_from_two_processes(chain):
     assert set(uid_of) == set(hotkeys)
     for outcome in outcomes:
         assert dict(outcome) == uid_of
+
+
+def test_a_locked_file_is_an_outage_not_a_refusal(tmp_path, monkeypatch):
+    # Another process holding the write lock past the busy timeout: the write
+    # is queued and goes through once the lock is released.
+    monkeypatch.setattr(devchain_module, "_BUSY_TIMEOUT_S", 0.05)
+    DevChain.create(tmp_path / "chain.db", max_validators=2)
+    chain = DevChain(tmp_path / "chain.db", policy=RetryPolicy(first_delay=0.05, max_delay=0.1))
+    (a,) = registered(chain, "a")
+    chain.add_stake(a.ss58_address, 1.0)
+    holder = sqlite3.connect(chain.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        chain.set_weights(a, [0], [1.0])
+        assert chain.health().pending_writes == (f"set weights for {a.ss58_address}",)
+        assert "locked" in chain.health().last_error
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    deadline = time.monotonic() + 5
+    while chain.health().pending_writes:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert chain.weights() == {0: {0: 1.0}}
+
+
+def test_incentive_is_computed_on_every_read(chain):
+    a, b, c = registered(chain, "a", "b", "c")
+    chain.add_stake(a.ss58_address, 3.0)
+    chain.add_stake(b.ss58_address, 1.0)
+    chain.set_weights(a, [2], [1.0])
+    assert [n.incentive for n in chain.neurons()] == [0.0, 0.0, 1.0]
+    chain.set_weights(b, [1], [1.0])  # b holds a quarter of the permit holders' stake
+    assert [n.incentive for n in chain.neurons()] == [0.0, 0.25, 0.75]
+    assert [n.weight for n in chain.neurons()] == [0.0, 0.25, 0.75]

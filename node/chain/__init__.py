@@ -6,7 +6,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from node.chain.devchain import DevChain
-from node.chain.view import MAX_COMMITMENT_BYTES, ChainError, ChainView, Neuron
+from node.chain.guard import RetryPolicy
+from node.chain.view import (
+    MAX_COMMITMENT_BYTES,
+    ChainError,
+    ChainHealth,
+    ChainUnavailable,
+    ChainView,
+    Neuron,
+    received_weights,
+)
 
 if TYPE_CHECKING:
     from node.chain.bittensor_adapter import BittensorChain
@@ -15,9 +24,13 @@ __all__ = [
     "MAX_COMMITMENT_BYTES",
     "BittensorChain",
     "ChainError",
+    "ChainHealth",
+    "ChainUnavailable",
     "ChainView",
     "DevChain",
     "Neuron",
+    "RetryPolicy",
+    "received_weights",
 ]
 
 

@@ -1,43 +1,77 @@
-"""ChainView on a real Bittensor subnet, through the bittensor 11 SDK.
+"""ChainView on a real Bittensor subnet, through the bittensor SDK's
+``bt.Subtensor`` (written against bittensor 11.3).
 
-Mapping (bittensor 11.3):
+Mapping:
 
-- ``block``           ``Subtensor.block`` (head block number)
-- ``neurons``         ``subnets.metagraph(netuid)``; ``stake`` is the neuron's
+- ``block``           ``Subtensor.block`` (head block number), never reported
+                      lower than before: a fallback endpoint may lag by a block
+- ``block_time``      ``Subtensor.block_time()``: the runtime's Aura slot
+                      duration, 12 s on finney and testnet, 0.25 s on a
+                      fast-blocks localnet
+- ``neurons``         ``subnets.metagraph(netuid)``: ``stake`` is the neuron's
                       ``total_stake`` in the subnet's alpha units (the stake the
-                      chain ranks validator permits by), ``validator_permit`` as
-                      the chain reports it
-- ``set_weights``     the SDK's ``SetWeights`` intent, signed by the hotkey: it
-                      max-upscales and u16-quantizes, clips to the subnet's
-                      max-weight limit, and picks plain or commit-reveal
-                      submission from the subnet's settings (so on a
-                      commit-reveal subnet ``weights()`` changes only after
-                      the reveal)
+                      chain ranks validator permits by), ``validator_permit``
+                      and ``incentive`` (Yuma consensus, last epoch) as the
+                      chain reports them; ``weight`` is
+                      :func:`~node.chain.view.received_weights` of the current
+                      ``weights()``
+- ``set_weights``     the SDK's ``SetWeights`` intent, signed by the hotkey. It
+                      reads the subnet's ``CommitRevealWeightsEnabled``
+                      hyperparameter and submits the intent the chain requires:
+                      ``set_mechanism_weights`` in the clear, or, with
+                      commit-reveal on, ``commit_timelocked_mechanism_weights``
+                      (the weights drand-timelock encrypted; the chain reveals
+                      them itself at the reveal round, so ``weights()`` changes
+                      only then). Either way it max-upscales, u16-quantizes and
+                      clips to the subnet's max-weight limit, and resubmits
+                      twice on transient pool rejections
 - ``weights``         ``weights.weights(netuid)``, rows normalized to sum 1
-- ``set_commitment``  raw ``Commitments.set_commitment`` call, signed by the
-                      hotkey, with the bytes in one ``Raw<n>`` field
-- ``commitments``     ``subnets.commitments(netuid)``, registered hotkeys only
+- ``set_commitment``  raw ``Commitments.set_commitment`` call (the SDK has no
+                      intent for it), signed by the hotkey, the bytes split over
+                      up to three ``Raw<n>`` fields of at most 128 bytes
+- ``commitments``     ``subnets.commitments(netuid)``, registered hotkeys only,
+                      plaintext ``Raw`` fields only
 
-Tests run it against an in-memory fake ``substrate`` (the SDK's own seam), so
-the SDK's read decoding, weight conforming and signing paths are exercised,
-but never a live runtime: in particular the SCALE encoding of the commitment
-field (``{"Raw<n>": bytes}``) is unverified. Every SDK or connection failure
-surfaces as :class:`ChainError`.
+Every call goes through a :class:`~node.chain.guard.ChainGuard`: failures to
+reach the chain (connection, timeout, or a read that fails for any reason)
+are :class:`ChainUnavailable` and retried with backoff while the last good
+answer is served; refusals by the chain are :class:`ChainError`.
 
-bittensor is imported when a BittensorChain is built, not when this module
-is: dev-chain nodes never pay for the network stack.
+Tests run it against an in-memory fake ``substrate`` (the SDK's own seam,
+``bt.Subtensor(..., substrate=...)``), so the SDK's read decoding, weight
+conforming, timelock encryption and signing paths are exercised, but never a
+live runtime: in particular the SCALE encoding of the commitment fields
+(``{"Raw<n>": bytes}``) is unverified.
+
+bittensor's network stack is imported when a BittensorChain is built, not
+when this module is: dev-chain nodes never pay for it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+import logging
+import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from node.chain.view import MAX_COMMITMENT_BYTES, ChainError, Neuron, commitment_bytes
+from node.chain.guard import ChainGuard, RetryPolicy
+from node.chain.view import (
+    MAX_COMMITMENT_BYTES,
+    RAW_FIELD_BYTES,
+    ChainError,
+    ChainHealth,
+    ChainUnavailable,
+    Neuron,
+    commitment_bytes,
+    quantize_weights,
+    received_weights,
+)
 
 if TYPE_CHECKING:
+    import bittensor as bt
     from bittensor.sp_core import Keypair
+
+log = logging.getLogger(__name__)
 
 
 class BittensorChain:
@@ -47,62 +81,110 @@ class BittensorChain:
     ``substrate`` replaces the SDK's RPC backend; tests pass an in-memory fake.
     """
 
-    def __init__(self, network: str, netuid: int, *, substrate: Any = None) -> None:
+    def __init__(
+        self,
+        network: str,
+        netuid: int,
+        *,
+        substrate: Any = None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
         import bittensor as bt
 
         self._bt = bt
         self._network = network
         self._netuid = netuid
-        self._subtensor = bt.Subtensor(network=network, substrate=substrate)
+        self._substrate = substrate
+        self._subtensor = self._new_subtensor()
+        self._connect_lock = threading.Lock()
+        self._block_lock = threading.Lock()
+        self._highest_block = 0
+        # Clients whose loop thread did not survive a fork; see _forked.
+        self._left_behind: list[bt.Subtensor] = []
+        self._guard = ChainGuard(repr(self), policy, after_fork=self._forked)
 
     def __repr__(self) -> str:
         return f"BittensorChain(network={self._network!r}, netuid={self._netuid})"
 
+    def __reduce__(self) -> tuple[type[BittensorChain], tuple[str, int]]:
+        if self._substrate is not None:
+            raise TypeError("a BittensorChain on an injected substrate cannot be pickled")
+        return (BittensorChain, (self._network, self._netuid))
+
+    # ChainView ---------------------------------------------------------------
+
+    @property
+    def block_time(self) -> float:
+        """Seconds per block: a chain read (the SDK caches it after the first)."""
+        return self._read("block time", lambda sdk: float(sdk.block_time()))
+
     def block(self) -> int:
-        with self._sdk_errors("read the block height"):
-            return int(self._subtensor.block)
+        block = self._read("block height", lambda sdk: int(sdk.block))
+        with self._block_lock:
+            self._highest_block = max(self._highest_block, block)
+            return self._highest_block
 
     def neurons(self) -> list[Neuron]:
-        with self._sdk_errors("read the metagraph"):
-            graph = self._subtensor.subnets.metagraph(self._netuid, commitments=False)
-        if graph is None:
-            raise ChainError(f"subnet {self._netuid} does not exist on {self._network}")
-        return neurons_from_metagraph(graph.neurons)
+        return list(self._read("metagraph", self._fetch_neurons))
 
     def neuron(self, hotkey: str) -> Neuron | None:
         return next((n for n in self.neurons() if n.hotkey == hotkey), None)
 
     def set_weights(self, keypair: Keypair, uids: list[int], weights: list[float]) -> None:
-        if len(uids) != len(weights):
-            raise ChainError(f"{len(uids)} uids but {len(weights)} weights")
-        with self._sdk_errors("set weights"):
-            intent = self._bt.SetWeights(
-                netuid=self._netuid, uids=list(uids), weights=list(weights)
-            )
-            self._subtensor.execute(intent, keypair).raise_for_failure()
+        quantize_weights(uids, weights)  # refuse what the SDK would, before queuing anything
+        intent = self._bt.SetWeights(netuid=self._netuid, uids=list(uids), weights=list(weights))
+
+        def submit() -> None:
+            result = self._submit("set weights", lambda sdk: sdk.execute(intent, keypair, retries=2))
+            reveal_round = result.data.get("reveal_round")
+            if reveal_round is not None:
+                log.info(
+                    "%r: weights committed timelocked; the chain reveals them at drand round %s",
+                    self,
+                    reveal_round,
+                )
+
+        self._guard.write(f"set weights for {keypair.ss58_address}", submit)
 
     def weights(self) -> dict[int, dict[int, float]]:
-        with self._sdk_errors("read weights"):
-            rows = self._subtensor.weights.weights(self._netuid)
+        rows = self._read("weights", self._fetch_weights)
+        return {validator: dict(row) for validator, row in rows.items()}
+
+    def set_commitment(self, keypair: Keypair, data: bytes) -> None:
+        call = self._bt.calls.Commitments.set_commitment(
+            netuid=self._netuid, info={"fields": raw_fields(commitment_bytes(data))}
+        )
+        self._guard.write(
+            f"set the commitment of {keypair.ss58_address}",
+            lambda: self._submit(
+                "set a commitment", lambda sdk: sdk.submit_call(call, keypair, signer="hotkey")
+            ),
+        )
+
+    def commitments(self) -> dict[str, bytes]:
+        return dict(self._read("commitments", self._fetch_commitments))
+
+    def health(self) -> ChainHealth:
+        return self._guard.health()
+
+    # Chain access ------------------------------------------------------------
+
+    def _fetch_neurons(self, sdk: bt.Subtensor) -> tuple[Neuron, ...]:
+        graph = sdk.subnets.metagraph(self._netuid, commitments=False)
+        if graph is None:
+            raise ChainError(f"subnet {self._netuid} does not exist on {self._network}")
+        return tuple(neurons_from_metagraph(graph.neurons, self._fetch_weights(sdk)))
+
+    def _fetch_weights(self, sdk: bt.Subtensor) -> dict[int, dict[int, float]]:
+        rows = sdk.weights.weights(self._netuid)
         return {
             int(validator): {int(uid): float(w) for uid, w in row.items()}
             for validator, row in rows.items()
         }
 
-    def set_commitment(self, keypair: Keypair, data: bytes) -> None:
-        data = commitment_bytes(data)
-        fields = [{f"Raw{len(data)}": data}] if data else []
-        call = self._bt.calls.Commitments.set_commitment(
-            netuid=self._netuid, info={"fields": fields}
-        )
-        with self._sdk_errors("set a commitment"):
-            self._subtensor.submit_call(call, keypair, signer="hotkey").raise_for_failure()
-
-    def commitments(self) -> dict[str, bytes]:
-        with self._sdk_errors("read commitments"):
-            entries = self._subtensor.subnets.commitments(self._netuid)
+    def _fetch_commitments(self, sdk: bt.Subtensor) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
-        for hotkey, entry in entries.items():
+        for hotkey, entry in sdk.subnets.commitments(self._netuid).items():
             # Deregistered hotkeys have no voice; sealed (timelocked) payloads
             # are not something a gradswarm node publishes.
             if entry.uid is None or entry.encrypted:
@@ -112,29 +194,105 @@ class BittensorChain:
                 out[str(hotkey)] = data
         return out
 
-    @contextmanager
-    def _sdk_errors(self, what: str) -> Iterator[None]:
+    def _read(self, what: str, fetch: Callable[[bt.Subtensor], Any]) -> Any:
+        """``fetch(sdk)`` through the guard. A read that fails in any way is an
+        outage, served from the last answer: the chain's answers are untrusted
+        input, and one the SDK cannot decode (say, mid runtime upgrade) must
+        not take the node down. A missing subnet is a definitive answer."""
+
+        def guarded() -> Any:
+            try:
+                return fetch(self._sdk())
+            except ChainError:
+                raise
+            except Exception as e:
+                raise ChainUnavailable(f"could not read {what}: {type(e).__name__}: {e}") from e
+
+        return self._guard.read(what, guarded)
+
+    def _submit(self, what: str, send: Callable[[bt.Subtensor], Any]) -> Any:
+        """Run a write; its ExtrinsicResult if the chain accepted it."""
         try:
-            yield
-        except (self._bt.BittensorError, OSError) as e:
-            where = f"{self._network} netuid {self._netuid}"
-            raise ChainError(f"could not {what} on {where}: {e}") from e
+            result = send(self._sdk())
+        except ChainError:
+            raise
+        except Exception as e:
+            kind = ChainUnavailable if self._unreachable(e) else ChainError
+            raise kind(f"could not {what} on {self._network} netuid {self._netuid}: {e}") from e
+        if not result.success:
+            raise ChainError(
+                f"the chain refused to {what} on {self._network} netuid {self._netuid}: {result.message}"
+            )
+        return result
+
+    def _unreachable(self, error: BaseException | None) -> bool:
+        """Whether ``error``, or what it was explicitly raised from, means the
+        chain was not reached (the SDK wraps a dropped connection during a
+        submission in its ChainError, ``from`` the connection error)."""
+        seen: set[int] = set()
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            if isinstance(
+                error, (self._bt.RpcConnectionError, self._bt.ConnectionNotReady, OSError, TimeoutError)
+            ):
+                return True
+            error = error.__cause__
+        return False
+
+    def _sdk(self) -> bt.Subtensor:
+        """The connected client. Connecting is serialized: two threads making
+        the first call at once would otherwise each open a connection."""
+        with self._connect_lock:
+            self._subtensor.connect()
+        return self._subtensor
+
+    def _new_subtensor(self) -> bt.Subtensor:
+        try:
+            return self._bt.Subtensor(network=self._network, substrate=self._substrate)
+        except ValueError as e:  # an unknown network name
+            raise ChainError(str(e)) from e
+
+    def _forked(self) -> None:
+        """In a forked child: the client's event-loop thread stayed in the
+        parent, so start a fresh client. The old one is kept, not garbage
+        collected: its finalizer would wait out a close on the dead loop."""
+        self._left_behind.append(self._subtensor)
+        self._subtensor = self._new_subtensor()
+        self._connect_lock = threading.Lock()
+        self._block_lock = threading.Lock()
 
 
-def neurons_from_metagraph(rows: Iterable[Any]) -> list[Neuron]:
-    """ChainView neurons from the SDK's ``MetagraphNeuron`` rows, ordered by uid."""
-    return sorted(
+def neurons_from_metagraph(
+    rows: Iterable[Any], weights: dict[int, dict[int, float]]
+) -> list[Neuron]:
+    """ChainView neurons from the SDK's ``MetagraphNeuron`` rows and the
+    subnet's weight rows, ordered by uid."""
+    neurons = sorted(
         (
             Neuron(
                 uid=int(n.uid),
                 hotkey=str(n.hotkey),
                 stake=float(n.total_stake.amount),
                 validator_permit=bool(n.validator_permit),
+                incentive=float(n.incentive),
             )
             for n in rows
         ),
         key=lambda n: n.uid,
     )
+    received = received_weights(neurons, weights)
+    return [
+        Neuron(n.uid, n.hotkey, n.stake, n.validator_permit, n.incentive, received[n.uid])
+        for n in neurons
+    ]
+
+
+def raw_fields(data: bytes) -> list[dict[str, bytes]]:
+    """``data`` as Commitments ``Data`` fields: ``Raw<n>`` chunks of at most 128 bytes."""
+    return [
+        {f"Raw{len(chunk)}": chunk}
+        for chunk in (data[i : i + RAW_FIELD_BYTES] for i in range(0, len(data), RAW_FIELD_BYTES))
+    ]
 
 
 def raw_commitment_bytes(fields: list[Any]) -> bytes | None:

@@ -8,6 +8,21 @@ size-bounded. Several processes may share the file: every call opens its own
 short-lived connection, writes run in ``BEGIN IMMEDIATE`` transactions, and the
 file is in WAL mode, so readers never block on writers.
 
+A real subnet computes incentive with Yuma consensus once per epoch; the dev
+chain has no epochs and reports, on every read, the stake-weighted share of
+the permit holders' weights each neuron receives
+(:func:`~node.chain.view.received_weights`)::
+
+    incentive[u] = sum_v S_v * W_v[u] / sum_v S_v
+
+over permit holders ``v`` that have set weights, ``S_v`` their stake and
+``W_v`` their row normalized to sum 1: it sums to 1 over the subnet, or is 0
+everywhere until a permit holder sets weights.
+
+Its ChainView calls go through a :class:`~node.chain.guard.ChainGuard` like
+the Bittensor adapter's: a locked or vanished file ("outage") is retried with
+backoff while reads serve the last good answer.
+
 A dev chain holds no secrets and trusts every process that can write its file;
 it exists to exercise honest and dishonest *nodes*, not to resist an attacker
 with local file access.
@@ -15,6 +30,7 @@ with local file access.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import operator
 import os
@@ -25,11 +41,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bittensor.intents import normalize
-from bittensor.result import BittensorError
 from bittensor.sp_core import Keypair
 
-from node.chain.view import ChainError, Neuron, commitment_bytes
+from node.chain.guard import ChainGuard, RetryPolicy
+from node.chain.view import (
+    ChainError,
+    ChainHealth,
+    ChainUnavailable,
+    Neuron,
+    commitment_bytes,
+    quantize_weights,
+    received_weights,
+)
 
 # Bumped whenever the schema changes, so an old file fails clearly.
 _FORMAT = "gradswarm-devchain/1"
@@ -67,12 +90,12 @@ CREATE TABLE commitments (
 class DevChain:
     """A local subnet in a sqlite file; see the module docstring.
 
-    The object holds only the file's path and the chain's immutable
-    parameters, so it pickles (as its path) into worker processes and stays
-    valid after ``fork``.
+    The object holds only the file's path, the chain's immutable parameters
+    and its guard's cache, so it pickles (as its path; a worker process gets
+    the default :class:`RetryPolicy`) and stays valid after ``fork``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, policy: RetryPolicy | None = None) -> None:
         self._path = Path(path).resolve()
         # mode=rw: opening a missing path must fail, not create an empty chain.
         self._uri = self._path.as_uri() + "?mode=rw"
@@ -87,6 +110,7 @@ class DevChain:
         if row is None or row[0] != _FORMAT:
             raise ChainError(f"{self._path} is not a {_FORMAT} file")
         _, self._genesis_time, self._block_time, self._max_validators, self._netuid = row
+        self._guard = ChainGuard(repr(self), policy)
 
     def __reduce__(self) -> tuple[type[DevChain], tuple[str]]:
         return (DevChain, (str(self._path),))
@@ -164,15 +188,57 @@ class DevChain:
         return max(0, math.floor((time.time() - self._genesis_time) / self._block_time))
 
     def neurons(self) -> list[Neuron]:
-        with self._transaction(write=False) as conn:
-            return self._neurons(conn)
+        return list(self._guard.read("neurons", self._read_neurons))
 
     def neuron(self, hotkey: str) -> Neuron | None:
         return next((n for n in self.neurons() if n.hotkey == hotkey), None)
 
     def set_weights(self, keypair: Keypair, uids: list[int], weights: list[float]) -> None:
         hotkey = _signing_hotkey(keypair)
-        uids, values = _quantize(uids, weights)
+        uids, values = quantize_weights(uids, weights)
+        self._guard.write(
+            f"set weights for {hotkey}", lambda: self._write_weights(hotkey, uids, values)
+        )
+
+    def weights(self) -> dict[int, dict[int, float]]:
+        rows = self._guard.read("weights", self._read_weights)
+        return {validator: dict(row) for validator, row in rows.items()}
+
+    def set_commitment(self, keypair: Keypair, data: bytes) -> None:
+        data = commitment_bytes(data)
+        hotkey = _signing_hotkey(keypair)
+        self._guard.write(
+            f"set the commitment of {hotkey}", lambda: self._write_commitment(hotkey, data)
+        )
+
+    def commitments(self) -> dict[str, bytes]:
+        return dict(self._guard.read("commitments", self._read_commitments))
+
+    def health(self) -> ChainHealth:
+        return self._guard.health()
+
+    # Guarded reads and writes: these touch the file --------------------------
+
+    def _read_neurons(self) -> tuple[Neuron, ...]:
+        with self._transaction(write=False) as conn:
+            neurons = self._neurons(conn)
+            rows = self._weight_rows(conn)
+        received = received_weights(neurons, rows)
+        return tuple(
+            dataclasses.replace(n, incentive=received[n.uid], weight=received[n.uid])
+            for n in neurons
+        )
+
+    def _read_weights(self) -> dict[int, dict[int, float]]:
+        with self._transaction(write=False) as conn:
+            return self._weight_rows(conn)
+
+    def _read_commitments(self) -> dict[str, bytes]:
+        with self._transaction(write=False) as conn:
+            rows = conn.execute("SELECT hotkey, data FROM commitments ORDER BY hotkey").fetchall()
+        return {hotkey: bytes(data) for hotkey, data in rows}
+
+    def _write_weights(self, hotkey: str, uids: list[int], values: list[int]) -> None:
         with self._transaction(write=True) as conn:
             neurons = self._neurons(conn)
             me = next((n for n in neurons if n.hotkey == hotkey), None)
@@ -189,22 +255,7 @@ class DevChain:
                 [(me.uid, uid, value) for uid, value in zip(uids, values)],
             )
 
-    def weights(self) -> dict[int, dict[int, float]]:
-        with self._transaction(write=False) as conn:
-            rows = conn.execute(
-                "SELECT validator_uid, uid, value FROM weights ORDER BY validator_uid, uid"
-            ).fetchall()
-        raw: dict[int, dict[int, int]] = {}
-        for validator_uid, uid, value in rows:
-            raw.setdefault(validator_uid, {})[uid] = value
-        return {
-            validator_uid: {uid: value / sum(row.values()) for uid, value in row.items()}
-            for validator_uid, row in raw.items()
-        }
-
-    def set_commitment(self, keypair: Keypair, data: bytes) -> None:
-        data = commitment_bytes(data)
-        hotkey = _signing_hotkey(keypair)
+    def _write_commitment(self, hotkey: str, data: bytes) -> None:
         with self._transaction(write=True) as conn:
             self._require_registered(conn, hotkey)
             conn.execute(
@@ -212,11 +263,6 @@ class DevChain:
                 " ON CONFLICT (hotkey) DO UPDATE SET data = excluded.data",
                 (hotkey, data),
             )
-
-    def commitments(self) -> dict[str, bytes]:
-        with self._transaction(write=False) as conn:
-            rows = conn.execute("SELECT hotkey, data FROM commitments ORDER BY hotkey").fetchall()
-        return {hotkey: bytes(data) for hotkey, data in rows}
 
     # Dev-only: on a real chain these are done with btcli ----------------------
 
@@ -256,14 +302,16 @@ class DevChain:
 
         Writes take the write lock up front (``BEGIN IMMEDIATE``) so that a
         read-then-write such as uid assignment cannot interleave with another
-        process's.
+        process's. Operational failures (a file that is locked past the busy
+        timeout, missing or unreadable) are this chain's outages:
+        :class:`ChainUnavailable`.
         """
         try:
             conn = sqlite3.connect(
                 self._uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None
             )
         except sqlite3.Error as e:
-            raise ChainError(f"cannot open dev chain {self._path}: {e}") from e
+            raise ChainUnavailable(f"cannot open dev chain {self._path}: {e}") from e
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
@@ -273,6 +321,8 @@ class DevChain:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise ChainUnavailable(f"dev chain {self._path}: {e}") from e
         except sqlite3.Error as e:
             raise ChainError(f"dev chain {self._path}: {e}") from e
         finally:
@@ -283,6 +333,19 @@ class DevChain:
         ranked = sorted((r for r in rows if r[2] > 0), key=lambda r: (-r[2], r[0]))
         permitted = {uid for uid, _, _ in ranked[: self._max_validators]}
         return [Neuron(uid, hotkey, stake, uid in permitted) for uid, hotkey, stake in rows]
+
+    @staticmethod
+    def _weight_rows(conn: sqlite3.Connection) -> dict[int, dict[int, float]]:
+        rows = conn.execute(
+            "SELECT validator_uid, uid, value FROM weights ORDER BY validator_uid, uid"
+        ).fetchall()
+        raw: dict[int, dict[int, int]] = {}
+        for validator_uid, uid, value in rows:
+            raw.setdefault(validator_uid, {})[uid] = value
+        return {
+            validator_uid: {uid: value / sum(row.values()) for uid, value in row.items()}
+            for validator_uid, row in raw.items()
+        }
 
     @staticmethod
     def _require_registered(conn: sqlite3.Connection, hotkey: str) -> None:
@@ -316,23 +379,3 @@ def _signing_hotkey(keypair: Keypair) -> str:
     if not valid:
         raise ChainError(f"keypair {hotkey} does not produce sr25519 signatures for its address")
     return hotkey
-
-
-def _quantize(uids: list[int], weights: list[float]) -> tuple[list[int], list[int]]:
-    """Validate a weight vector and quantize it exactly as the Bittensor SDK does."""
-    if len(uids) != len(weights):
-        raise ChainError(f"{len(uids)} uids but {len(weights)} weights")
-    try:
-        uids = [operator.index(u) for u in uids]
-        weights = [float(w) for w in weights]
-    except TypeError as e:
-        raise ChainError(f"uids must be integers and weights numbers: {e}") from e
-    if len(set(uids)) != len(uids):
-        raise ChainError("duplicate uids in weights")
-    try:
-        out_uids, values = normalize(uids, weights)
-    except BittensorError as e:
-        raise ChainError(str(e)) from e
-    if not out_uids:
-        raise ChainError("all weights are zero; nothing to set")
-    return out_uids, values
