@@ -184,6 +184,7 @@ def test_only_registered_permit_holders_set_weights(harness):
         ([0, 1], [1.0, -1.0]),  # negative
         ([0, 1], [1.0, float("nan")]),  # not finite
         ([0, 1], [0.0, 0.0]),  # nothing to set
+        ([0.5], [1.0]),  # non-integer uid
     ],
 )
 def test_invalid_weights_are_refused_and_leave_the_row(harness, uids, weights):

@@ -188,27 +188,6 @@ def test_weights_are_quantized_to_u16_and_normalized(chain):
     assert chain.weights() == {0: {2: 1.0}}
 
 
-@pytest.mark.parametrize(
-    ("uids", "weights"),
-    [
-        ([0, 1], [1.0]),  # length mismatch
-        ([0, 0], [1.0, 1.0]),  # duplicate uid
-        ([0, 7], [1.0, 1.0]),  # unregistered uid
-        ([0, 1], [1.0, -1.0]),  # negative
-        ([0, 1], [1.0, float("nan")]),  # not finite
-        ([0, 1], [0.0, 0.0]),  # nothing to set
-        ([0.5], [1.0]),  # non-integer uid
-    ],
-)
-def test_invalid_weights_are_rejected_and_leave_row_unchanged(chain, uids, weights):
-    a, _ = registered(chain, "a", "b")
-    chain.add_stake(a.ss58_address, 1.0)
-    chain.set_weights(a, [1], [1.0])
-    with pytest.raises(ChainError):
-        chain.set_weights(a, uids, weights)
-    assert chain.weights() == {0: {1: 1.0}}
-
-
 def test_public_only_keypair_cannot_write(chain):
     (a,) = registered(chain, "a")
     chain.add_stake(a.ss58_address, 1.0)
