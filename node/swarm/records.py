@@ -8,7 +8,9 @@ registered on the chain. Manifests must also come from a validator permit.
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections import OrderedDict
 from typing import Any
 
 from hivemind.dht.routing import DHTID
@@ -29,6 +31,14 @@ from protocol.wire import ProtocolError
 
 MAX_RECORD_TTL = 3600.0  # nobody may pin a record in our DHT for longer
 CHAIN_CACHE_SECONDS = 12.0  # about one block: registrations show up within a block
+# The largest wire message we store (a manifest) plus msgpack framing: checked before any decoding.
+MAX_RECORD_VALUE_BYTES = max(wire.max_bytes_of(t) for t in (PeerBinding, ContributionMeta, RoundManifest, StateAnnouncement, VerificationRecord)) + 16
+# Distinct records one hotkey may have us store per (kind, round). An honest node stores one
+# contribution, state announcement and manifest per round (re-stores of the same bytes count
+# once); a validator stores one verdict per checked subject. Bindings count per hour.
+STORE_CAP = {"peers": 8, "contrib": 4, "manifest": 4, "state": 4, "verdict": 256}
+BINDING_WINDOW_SECONDS = 3600.0
+MAX_TRACKED_SLOTS = 16384  # (hotkey, kind, round) slots remembered; the oldest are forgotten first
 
 
 def peers_key(run_id: bytes) -> str:
@@ -57,19 +67,53 @@ def key_for(msg: Any) -> str:
     raise ProtocolError(f"{type(msg).__name__} is not stored in the DHT")
 
 
+class UnregisteredHotkey(ProtocolError):
+    """A well-signed record from a hotkey the chain does not know: what a Sybil sends."""
+
+
+class StoreCapExceeded(ProtocolError):
+    """A registered hotkey tried to store more distinct records of a kind in a round than allowed."""
+
+
+async def validator_rejections(_dht: Any, node: Any) -> dict[str, int]:
+    """Runs in the DHT process (DHT.run_coroutine): the RunRecordValidator's refusal counts."""
+    found = node.protocol.record_validator
+    for validator in getattr(found, "_validators", [found]):
+        if isinstance(validator, RunRecordValidator):
+            return dict(validator.rejected)
+    return {}
+
+
+def store_slot(msg: Any) -> tuple[str, str, int]:
+    """(hotkey, kind, round) that `msg` counts against in the per-hotkey store cap."""
+    if isinstance(msg, PeerBinding):
+        return msg.hotkey, "peers", int(get_dht_time() // BINDING_WINDOW_SECONDS)
+    kind = {ContributionMeta: "contrib", RoundManifest: "manifest", StateAnnouncement: "state", VerificationRecord: "verdict"}[type(msg)]
+    return msg.hotkey, kind, msg.round
+
+
 class RunRecordValidator(RecordValidatorBase):
-    """Accepts only signed records of one run from registered hotkeys.
+    """Accepts only signed records of one run from registered hotkeys, a few per hotkey and round.
 
     Runs inside hivemind's DHT process, so it holds only picklable state: the
     run id and a ChainView (the dev chain is a file path; the Bittensor adapter
     connects lazily). The chain's neuron list is cached for a few seconds.
+
+    The store cap counts distinct record values (by sha256) per (hotkey, kind,
+    round), so hivemind re-validating the same record on every store and find
+    costs nothing, while a registered hotkey minting fresh records is stopped
+    at the cap. Memory is bounded by MAX_TRACKED_SLOTS. `rejected` counts
+    refusals by reason, for the node's round reports.
     """
 
-    def __init__(self, run_id: bytes, chain: ChainView):
+    def __init__(self, run_id: bytes, chain: ChainView, store_cap: dict[str, int] | None = None):
         self.run_id = run_id
         self.chain = chain
+        self.store_cap = dict(store_cap or STORE_CAP)
         self._neurons: dict[str, bool] = {}
         self._fetched_at = float("-inf")
+        self._stored: OrderedDict[tuple[str, str, int], set[bytes]] = OrderedDict()
+        self.rejected = {"unregistered": 0, "cap": 0, "invalid": 0}
 
     def _permits(self) -> dict[str, bool]:
         now = time.monotonic()
@@ -82,6 +126,8 @@ class RunRecordValidator(RecordValidatorBase):
         """The record's message if it is acceptable; raises ProtocolError otherwise."""
         if record.expiration_time > get_dht_time() + MAX_RECORD_TTL:
             raise ProtocolError("record expires too far in the future")
+        if len(record.value) > MAX_RECORD_VALUE_BYTES:
+            raise ProtocolError(f"record value of {len(record.value)} bytes")
         value = MSGPackSerializer.loads(record.value)
         if not isinstance(value, bytes):
             raise ProtocolError("record value must be a wire message")
@@ -93,15 +139,36 @@ class RunRecordValidator(RecordValidatorBase):
             raise ProtocolError("record subkey is not its signer's hotkey")
         permits = self._permits()
         if msg.hotkey not in permits:
-            raise ProtocolError(f"hotkey {msg.hotkey} is not registered")
+            raise UnregisteredHotkey(f"hotkey {msg.hotkey} is not registered")
         if isinstance(msg, RoundManifest) and not permits[msg.hotkey]:
             raise ProtocolError(f"manifest signer {msg.hotkey} holds no validator permit")
+        self._count(store_slot(msg), hashlib.sha256(record.value).digest())
         return msg
+
+    def _count(self, slot: tuple[str, str, int], digest: bytes) -> None:
+        """Remember `digest` under `slot`; raises StoreCapExceeded past the kind's cap."""
+        seen = self._stored.get(slot)
+        if seen is None:
+            seen = self._stored[slot] = set()
+            while len(self._stored) > MAX_TRACKED_SLOTS:
+                self._stored.popitem(last=False)
+        if digest in seen:
+            return
+        if len(seen) >= self.store_cap[slot[1]]:
+            raise StoreCapExceeded(f"{slot[0]} already stored {len(seen)} {slot[1]} records for {slot[2]}")
+        seen.add(digest)
 
     def validate(self, record: DHTRecord) -> bool:
         try:
             self.check(record)
+        except UnregisteredHotkey:
+            self.rejected["unregistered"] += 1
+            return False
+        except StoreCapExceeded:
+            self.rejected["cap"] += 1
+            return False
         except Exception:  # hostile input of any shape is simply not stored
+            self.rejected["invalid"] += 1
             return False
         return True
 

@@ -4,27 +4,61 @@ same libp2p daemon's streams for bulk bytes.
 Records read back from the DHT are decoded and verified again here: the local
 DHT validator already filtered them, but this keeps the node's own logic from
 ever seeing an unchecked message, whatever the DHT process did.
+
+Bootstraps are only needed to get in: a node joins while any one of its
+bootstrap list answers, and once in, nodes know each other from the DHT's
+routing tables. A node left with no connected peer at all re-dials the
+bootstrap list, with exponential backoff, until one answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import hivemind
+from hivemind.dht.node import DHTNode
 from hivemind.p2p import P2P, PeerID
 from hivemind.utils import get_dht_time
+from hivemind.utils.multiaddr import Multiaddr
 
 from node.chain import ChainView
 from node.swarm import records, transfer
+from node.swarm.binding import ChainBindings
 from protocol import signing, wire
 from protocol.wire import ProtocolError
 
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
+
+WATCH_SECONDS = 5.0  # how often a node checks that it still has peers
+REJOIN_FIRST_DELAY = 2.0  # then doubling after every failed round of dials ...
+REJOIN_MAX_DELAY = 120.0  # ... up to this
+
+
+async def rejoin(_dht: hivemind.DHT, node: DHTNode, maddrs: tuple[str, ...]) -> int:
+    """Runs in the DHT process: dial each bootstrap, ping it into the routing table,
+    then look ourselves up to find the rest of the swarm. How many bootstraps answered."""
+    answered = 0
+    for maddr in maddrs:
+        try:
+            addr = Multiaddr(maddr)
+            peer = PeerID.from_base58(addr.value_for_protocol("p2p"))
+            # hivemind's P2P has no public connect; its own identity check uses the client's.
+            # Dial with the listed address: after a long outage p2pd may no longer hold one.
+            await node.p2p._client.connect(peer, [addr.decapsulate(Multiaddr(f"/p2p/{peer.to_base58()}"))])
+        except Exception as e:  # unreachable, refused, malformed: try the next one
+            log.debug("could not dial bootstrap %s: %r", maddr, e)
+            continue
+        if await node.protocol.call_ping(peer) is not None:
+            answered += 1
+    if answered:
+        await node.find_nearest_nodes([node.node_id])
+    return answered
 
 
 class Swarm:
@@ -38,6 +72,9 @@ class Swarm:
         self.dht: hivemind.DHT | None = None
         self.p2p: P2P | None = None
         self.bytes_served = {"payload": 0, "state": 0}
+        self.bindings = ChainBindings(run_id, chain)  # who may open streams to us, and whom we fetch from
+        self.refused_streams = 0
+        self._watchdog: asyncio.Task | None = None
 
     async def start(self, lookup: transfer.BlobLookup) -> None:
         """Join the DHT through the bootstrap peers and start serving blobs."""
@@ -59,7 +96,38 @@ class Swarm:
                 self.bytes_served[kind] += len(data)
             return data
 
-        await transfer.serve(self.p2p, self.run_id, counted)
+        await transfer.serve(self.p2p, self.run_id, counted, self._bound)
+        if self.bootstrap:
+            self._watchdog = asyncio.create_task(self._keep_joined(), name="swarm-rejoin")
+
+    async def _bound(self, peer_id: bytes) -> bool:
+        """Only peer ids a registered hotkey has bound on chain may open fetch streams."""
+        if await self.bindings.hotkey_of(peer_id) is not None:
+            return True
+        self.refused_streams += 1
+        return False
+
+    async def _keep_joined(self) -> None:
+        """Re-dial the bootstraps whenever no peer is connected; back off while none answers."""
+        assert self.dht is not None and self.p2p is not None
+        delay = REJOIN_FIRST_DELAY
+        while True:
+            await asyncio.sleep(WATCH_SECONDS)
+            try:
+                if await self.p2p.list_peers():
+                    continue
+                while True:
+                    log.warning("no peers left: re-dialing %d bootstrap peers", len(self.bootstrap))
+                    answered = await self.dht.run_coroutine(partial(rejoin, maddrs=tuple(self.bootstrap)), return_future=True)
+                    if answered:
+                        log.info("rejoined the swarm through %d of %d bootstrap peers", answered, len(self.bootstrap))
+                        delay = REJOIN_FIRST_DELAY
+                        break
+                    log.warning("no bootstrap peer answered; next try in %.1f s", delay)
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, REJOIN_MAX_DELAY)
+            except Exception as e:  # a hiccup of the DHT process must not end the watch
+                log.warning("peer watch failed: %r", e)
 
     @property
     def peer_id(self) -> bytes:
@@ -107,9 +175,14 @@ class Swarm:
             raise transfer.TransferError(f"malformed peer id: {e}") from None
         if peer == self.p2p.peer_id:
             raise transfer.TransferError("refusing to fetch from ourselves")
+        if await self.bindings.hotkey_of(peer_id) is None:
+            raise transfer.TransferError(f"peer {peer} is not bound to a registered hotkey on chain")
         return await transfer.fetch(self.p2p, peer, self.run_id, kind, digest, max_bytes, timeout)
 
     async def shutdown(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
         if self.dht is not None:
             await asyncio.to_thread(self.dht.shutdown)
             self.dht = None

@@ -32,6 +32,7 @@ CHUNK = 1 << 16
 
 R = TypeVar("R")
 BlobLookup = Callable[[str, bytes], Awaitable[bytes | None]]
+PeerCheck = Callable[[bytes], Awaitable[bool]]  # peer id bytes -> may it use this stream
 
 
 class TransferError(Exception):
@@ -42,12 +43,20 @@ def stream_name(run_id: bytes) -> str:
     return f"gradswarm/{run_id.hex()[:16]}/fetch"
 
 
-async def serve_requests(p2p: P2P, name: str, request_type: type[R], answer: Callable[[R], Awaitable[bytes | None]]) -> None:
-    """Answer each `request_type` request on stream `name` with `answer(request)` (None: not held)."""
+async def serve_requests(
+    p2p: P2P, name: str, request_type: type[R], answer: Callable[[R], Awaitable[bytes | None]], allow: PeerCheck | None = None
+) -> None:
+    """Answer each `request_type` request on stream `name` with `answer(request)` (None: not held).
+
+    With `allow`, a stream whose caller (the peer id libp2p authenticated) it
+    refuses is closed before a byte of it is read.
+    """
     limit = wire.max_bytes_of(request_type)
 
-    async def handle(_info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def handle(info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
+            if allow is not None and not await allow(info.peer_id.to_bytes()):
+                raise ProtocolError(f"caller {info.peer_id} is not bound to a registered hotkey")
             size = int.from_bytes(await asyncio.wait_for(reader.readexactly(4), REQUEST_TIMEOUT), "little")
             if size > limit:
                 raise ProtocolError(f"request of {size} bytes")
@@ -102,13 +111,13 @@ async def ask(p2p: P2P, peer_id: PeerID, name: str, request: object, max_bytes: 
         raise TransferError(f"{what} failed: {e}") from None
 
 
-async def serve(p2p: P2P, run_id: bytes, lookup: BlobLookup) -> None:
-    """Answer FetchRequests for this run from `lookup(kind, digest)`."""
+async def serve(p2p: P2P, run_id: bytes, lookup: BlobLookup, allow: PeerCheck | None = None) -> None:
+    """Answer FetchRequests for this run from `lookup(kind, digest)`, to callers `allow` admits."""
 
     async def answer(request: FetchRequest) -> bytes | None:
         return await lookup(request.kind, request.digest) if request.run_id == run_id else None
 
-    await serve_requests(p2p, stream_name(run_id), FetchRequest, answer)
+    await serve_requests(p2p, stream_name(run_id), FetchRequest, answer, allow)
 
 
 async def fetch(p2p: P2P, peer_id: PeerID, run_id: bytes, kind: str, digest: bytes, max_bytes: int, timeout: float = 60.0) -> bytes:

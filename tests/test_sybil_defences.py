@@ -1,0 +1,182 @@
+"""Sybil resistance: DHT store caps, chain-bound peer ids on streams, gather selection from on-chain standing."""
+
+import asyncio
+import dataclasses
+import hashlib
+
+import pytest
+from bittensor.sp_core import Keypair
+from hivemind.p2p import P2P
+from test_swarm_records import record_for
+
+from node.chain import DevChain, Neuron
+from node.outer.gather import select_gather
+from node.swarm import records, transfer
+from node.swarm.binding import ChainBindings, parse_commitment, signed_binding
+from node.swarm.transfer import TransferError
+from node.verifier.scores import Scoreboard
+from protocol import signing
+from protocol.messages import ContributionMeta, Metric, VerificationRecord
+
+RUN = b"\x07" * 32
+
+
+@pytest.fixture()
+def chain(tmp_path):
+    return DevChain.create(tmp_path / "chain.sqlite", max_validators=1)
+
+
+@pytest.fixture(scope="module")
+def keys():
+    return {name: Keypair.create_from_uri(f"//{name}") for name in ("Alice", "Bob", "Eve")}
+
+
+def contrib(kp, round_=1, digest=b"\x01" * 32):
+    m = ContributionMeta(run_id=RUN, round=round_, hotkey=kp.ss58_address, peer_id=b"p", digest=digest, nbytes=5,
+                         codec="topk", base_state_hash=b"\x03" * 32)
+    return signing.sign(m, kp)
+
+
+def test_store_cap_per_hotkey_kind_and_round(chain, keys):
+    alice = keys["Alice"]
+    chain.register(alice.ss58_address)
+    v = records.RunRecordValidator(RUN, chain, store_cap={**records.STORE_CAP, "contrib": 2})
+    first, second, third = (record_for(contrib(alice, digest=bytes([i]) * 32)) for i in (1, 2, 3))
+    assert v.validate(first) and v.validate(second)
+    assert not v.validate(third)  # a third distinct contribution in round 1: over the cap
+    assert v.validate(first) and v.validate(second)  # the same records seen again (re-store, find) still pass
+    assert v.validate(record_for(contrib(alice, round_=2, digest=b"\x03" * 32)))  # another round has its own count
+    assert v.rejected == {"unregistered": 0, "cap": 1, "invalid": 0}
+
+
+def test_unregistered_and_oversized_records_are_counted_refusals(chain, keys):
+    alice, eve = keys["Alice"], keys["Eve"]
+    chain.register(alice.ss58_address)
+    v = records.RunRecordValidator(RUN, chain)
+    assert not v.validate(record_for(contrib(eve)))
+    huge = record_for(contrib(alice), value=b"\x00" * (records.MAX_RECORD_VALUE_BYTES + 1))
+    assert not v.validate(huge)
+    assert v.rejected == {"unregistered": 1, "cap": 0, "invalid": 1}
+
+
+def test_store_cap_memory_is_bounded(chain, keys, monkeypatch):
+    alice = keys["Alice"]
+    chain.register(alice.ss58_address)
+    monkeypatch.setattr(records, "MAX_TRACKED_SLOTS", 3)
+    v = records.RunRecordValidator(RUN, chain)
+    for r in range(10):
+        assert v.validate(record_for(contrib(alice, round_=r)))
+    assert len(v._stored) == 3
+
+
+def test_verdicts_have_a_cap_of_their_own(chain, keys):
+    alice = keys["Alice"]
+    chain.register(alice.ss58_address)
+    v = records.RunRecordValidator(RUN, chain, store_cap={**records.STORE_CAP, "verdict": 1})
+
+    def verdict(subject):
+        r = VerificationRecord(run_id=RUN, round=1, hotkey=alice.ss58_address, subject=subject, payload_digest=b"\0" * 32,
+                               base_state_hash=b"\0" * 32, claimed_base_hash=b"\0" * 32, codec="topk", assigned_pages=(1,),
+                               control_pages=(2,), page_digests=(b"\1" * 32, b"\2" * 32), compared=(),
+                               metrics=(Metric("gain", 1.0),), tolerances=(), verdict="pass", reason="")
+        return signing.sign(r, alice)
+
+    assert v.validate(record_for(verdict(keys["Bob"].ss58_address)))
+    assert not v.validate(record_for(verdict(keys["Eve"].ss58_address)))
+
+
+def test_commitments_bind_only_registered_signers(chain, keys):
+    alice, bob = keys["Alice"], keys["Bob"]
+    chain.register(alice.ss58_address)
+    chain.register(bob.ss58_address)
+    data = signed_binding(RUN, alice, b"peer-a", now=1000.0)
+    assert len(data) <= 384
+    assert parse_commitment(RUN, alice.ss58_address, data, now=1001.0).peer_id == b"peer-a"
+    assert parse_commitment(RUN, bob.ss58_address, data, now=1001.0) is None  # Bob committing Alice's binding
+    assert parse_commitment(RUN, alice.ss58_address, data, now=1e12) is None  # expired
+    assert parse_commitment(b"\x08" * 32, alice.ss58_address, data, now=1001.0) is None  # another run
+    assert parse_commitment(RUN, alice.ss58_address, b"\xc1junk", now=1001.0) is None
+    chain.set_commitment(bob, b"not a binding")
+
+    async def read():
+        bindings = ChainBindings(RUN, chain)
+        chain.set_commitment(alice, signed_binding(RUN, alice, b"peer-a"))
+        return await bindings.hotkey_of(b"peer-a"), await bindings.peer_of(bob.ss58_address)
+
+    assert asyncio.run(read()) == (alice.ss58_address, None)
+
+
+def test_stream_from_an_unbound_peer_is_refused(chain, keys):
+    alice = keys["Alice"]
+    chain.register(alice.ss58_address)
+    blob = b"payload" * 100
+    digest = hashlib.sha256(blob).digest()
+
+    async def lookup(kind, d):
+        return blob if d == digest else None
+
+    async def scenario():
+        server = await P2P.create(host_maddrs=["/ip4/127.0.0.1/tcp/0"])
+        client = await P2P.create(initial_peers=await server.get_visible_maddrs(), host_maddrs=["/ip4/127.0.0.1/tcp/0"])
+        bindings = ChainBindings(RUN, chain, cache_seconds=0.0)
+        try:
+            async def bound(peer_id: bytes) -> bool:
+                return await bindings.hotkey_of(peer_id) is not None
+
+            await transfer.serve(server, RUN, lookup, bound)
+            with pytest.raises(TransferError):  # nobody bound the client's peer id: the stream is closed unread
+                await transfer.fetch(client, server.peer_id, RUN, "payload", digest, max_bytes=len(blob), timeout=10)
+            chain.set_commitment(alice, signed_binding(RUN, alice, client.peer_id.to_bytes()))
+            assert await transfer.fetch(client, server.peer_id, RUN, "payload", digest, max_bytes=len(blob)) == blob
+        finally:
+            await client.shutdown()
+            await server.shutdown()
+
+    asyncio.run(scenario())
+
+
+def neuron(uid, hotkey, stake, weight=0.0, incentive=0.0):
+    return Neuron(uid=uid, hotkey=hotkey, stake=stake, validator_permit=False, incentive=incentive, weight=weight)
+
+
+def verdict_record(subject, round_, verdict):
+    return VerificationRecord(
+        run_id=RUN, round=round_, hotkey="v", subject=subject, payload_digest=b"\0" * 32, base_state_hash=b"\0" * 32,
+        claimed_base_hash=b"\0" * 32, codec="topk", assigned_pages=(1,), control_pages=(2,), page_digests=(b"\1" * 32, b"\2" * 32),
+        compared=(), metrics=(), tolerances=(), verdict=verdict, reason="",
+    )
+
+
+def test_gather_ranks_by_chain_standing_and_local_verdicts():
+    board = Scoreboard(ban_rounds=4)
+    board.add(verdict_record("checked", 1, "pass"))
+    board.add(verdict_record("cheat", 2, "fail"))
+    candidates = {
+        "weighted": neuron(0, "weighted", 1.0, weight=0.5),  # the permit holders value it; this node never checked it
+        "rewarded": neuron(1, "rewarded", 1.0, incentive=0.2),
+        "checked": neuron(2, "checked", 2.0),
+        "cheat": neuron(3, "cheat", 500.0, weight=0.3),  # on-chain weight does not outweigh a failed check here
+        "new1": neuron(4, "new1", 9.0),
+        "new2": neuron(5, "new2", 8.0),
+        "new3": neuron(6, "new3", 7.0),
+    }
+    chosen = select_gather(board, candidates, round_=3, gather_size=10, probation_slots=2)
+    assert set(chosen) == {"weighted", "rewarded", "checked", "new1", "new2"}
+    assert chosen == sorted(chosen, key=lambda h: (-candidates[h].stake, h))  # the manifest's order
+    # a small gather set takes the best established hotkeys: chain standing counts, so does the local pass rate
+    assert set(select_gather(board, candidates, 3, gather_size=2, probation_slots=2)) == {"weighted", "checked"}
+    # newcomers never take more than the probation slots, however many register
+    crowd = {f"sybil{i}": neuron(10 + i, f"sybil{i}", 1e6) for i in range(50)}
+    chosen = select_gather(board, {**candidates, **crowd}, 3, gather_size=6, probation_slots=1)
+    assert len([h for h in chosen if h.startswith("sybil")]) == 1 and {"weighted", "rewarded", "checked"} <= set(chosen)
+    # once the ban ends, the cheat's on-chain standing and (failed) record both count again
+    assert "cheat" in select_gather(board, candidates, round_=7, gather_size=10, probation_slots=2)
+
+
+def test_gather_without_chain_weights_falls_back_to_local_verdicts():
+    board = Scoreboard()
+    board.add(verdict_record("good", 1, "pass"))
+    board.add(verdict_record("mixed", 1, "pass"))
+    board.add(dataclasses.replace(verdict_record("mixed", 2, "fail"), hotkey="w"))
+    candidates = {h: neuron(i, h, s) for i, (h, s) in enumerate([("good", 1.0), ("mixed", 5.0), ("new", 3.0)])}
+    assert set(select_gather(board, candidates, round_=20, gather_size=1, probation_slots=1)) == {"good"}
