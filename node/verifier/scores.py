@@ -40,16 +40,3 @@ class Scoreboard:
         for (_, subject, _), ok in self._verdicts.items():
             out[subject]["pass" if ok else "fail"] += 1
         return dict(out)
-
-    def select(self, candidates: dict[str, float], round_: int, gather_size: int, probation_slots: int) -> list[str]:
-        """The gather set: unbanned checked hotkeys by score then stake, plus a few unchecked newcomers.
-
-        `candidates` maps hotkey -> stake. Newcomers get at most `probation_slots`
-        places, so a flood of fresh identities cannot crowd out checked ones.
-        """
-        allowed = [h for h in candidates if not self.banned(h, round_)]
-        known = sorted((h for h in allowed if self.known(h)), key=lambda h: (-self.score(h), -candidates[h], h))
-        newcomers = sorted((h for h in allowed if not self.known(h)), key=lambda h: (-candidates[h], h))
-        chosen = known[:gather_size]
-        chosen += newcomers[: min(probation_slots, gather_size - len(chosen))]
-        return sorted(chosen, key=lambda h: (-candidates[h], h))
