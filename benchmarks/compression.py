@@ -56,6 +56,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,7 +205,7 @@ def codec_figures(entries: list[Entry], x: torch.Tensor, repeat: int) -> list[di
         codec = make_codec(entry)
         n = 1 if entry.codec.startswith("hivemind") else repeat  # hivemind's 8-bit encoders take ~10 s here
         t_enc, payload = time_call(lambda: codec.encode(x), n)
-        t_dec, y = time_call(lambda: codec.decode(payload, numel), n)
+        t_dec, y = time_call(partial(codec.decode, payload, numel), n)
         err = float((y.double() - x.double()).norm()) / norm
         rows.append(
             dict(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -42,21 +43,33 @@ def _wallet_root(config: NodeConfig) -> Path:
 def cmd_node_run(args: argparse.Namespace) -> int:
     from node.config import load_run_file
     from node.keys import load_hotkey
-    from node.service import SwarmNode
+    from node.service import SwarmNode, resolve_device
+    from node.trainer.distributed import RankFailure, join_ranks, launch, serve_rank
 
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # this process becomes torchrun's agent for the ranks
+        rounds = [] if args.rounds is None else ["--rounds", str(args.rounds)]
+        return launch(args.nproc, ["-v"] * args.verbose + ["node", "run", "--config", args.config, *rounds])
     spec, config = load_run_file(Path(args.config))
+    ranks = join_ranks(resolve_device(config.device), spec.schedule.round_seconds)
+    if ranks is not None and ranks.rank > 0:  # only rank 0 talks to the swarm
+        return serve_rank(spec, config, ranks)
     keypair = load_hotkey(config.wallet, config.hotkey, _wallet_root(config))
     chain = open_chain(spec)
     if chain.neuron(keypair.ss58_address) is None:
         print(f"hotkey {keypair.ss58_address} is not registered on the subnet", file=sys.stderr)
         return 2
-    node = SwarmNode(spec, config, keypair, chain)
+    node = SwarmNode(spec, config, keypair, chain, ranks=ranks)
     try:
         import uvloop
 
         uvloop.run(node.run(args.rounds))
+        if node.ranked is not None:
+            node.ranked.finish(node.state, node.state_round)
     except KeyboardInterrupt:
         return 130
+    except RankFailure as e:
+        print(f"error: {e}; the node stopped. Run it again to resume from its last checkpoint.", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -74,16 +87,23 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 
 
 def cmd_bootstrap_run(args: argparse.Namespace) -> int:
-    from bootstrap.daemon import run_bootstrap
+    from bootstrap.daemon import DEFAULT_LISTEN, BootstrapSettings, run_bootstrap
+    from bootstrap.web import parse_address
+    from node.config import load_run_file
 
-    run_bootstrap(
-        host=args.host,
-        port=args.port,
-        identity_path=Path(args.identity),
+    spec, _ = load_run_file(Path(args.run))  # the run id and chain decide which records are valid
+    settings = BootstrapSettings(
+        identity=Path(args.identity),
+        listen=tuple(args.listen or DEFAULT_LISTEN),
+        announce=tuple(args.announce or ()),
+        peers=tuple(args.peer or ()),
+        http=parse_address(args.http) if args.http else None,
         maddrs_file=Path(args.maddrs_file) if args.maddrs_file else None,
-        initial_peers=args.peer or [],
+        reachability=args.reachability,
+        use_relay=not args.no_relay,
+        use_auto_relay=args.auto_relay,
     )
-    return 0
+    return run_bootstrap(settings, spec.run_id, open_chain(spec))
 
 
 def cmd_audit_replay(args: argparse.Namespace) -> int:
@@ -126,7 +146,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     adversaries = tuple(k for k in args.adversaries.split(",") if k)
     return run_demo(
         peers=args.peers, rounds=args.rounds, out=Path(args.out), round_seconds=args.round_seconds,
-        late_rounds=args.late_join, adversaries=adversaries,
+        late_rounds=args.late_join, adversaries=adversaries, bootstraps_down=args.stop_bootstraps,
+        ranks_per_node=args.ranks_per_node, sybils=args.sybils,
     )
 
 
@@ -139,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = node.add_parser("run", help="join the run described by a run.toml and train")
     run.add_argument("--config", required=True, help="run.toml: the run spec plus a [node] table")
     run.add_argument("--rounds", type=int, default=None, help="stop after this round (default: run forever)")
+    run.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="ranks (GPUs) of this node: starts itself N times under torchrun; rank 0 talks to the swarm")
     run.set_defaults(func=cmd_node_run)
 
     keys = sub.add_parser("keys", help="hotkeys in the bittensor wallet layout").add_subparsers(dest="action", required=True)
@@ -150,12 +173,17 @@ def build_parser() -> argparse.ArgumentParser:
     new.set_defaults(func=cmd_keys_new)
 
     boot = sub.add_parser("bootstrap", help="a long-lived DHT entry point").add_subparsers(dest="action", required=True)
-    brun = boot.add_parser("run")
-    brun.add_argument("--host", default="0.0.0.0")
-    brun.add_argument("--port", type=int, default=31337)
-    brun.add_argument("--identity", default="bootstrap-p2p.key", help="private key file: keeps the peer id stable")
-    brun.add_argument("--maddrs-file", default="", help="write the reachable multiaddrs here as JSON")
-    brun.add_argument("--peer", action="append", help="other bootstrap peers to join (repeatable)")
+    brun = boot.add_parser("run", help="a DHT-only node (no model, no wallet) that stores only the run's valid records")
+    brun.add_argument("--run", required=True, help="the run's run.toml: its spec gives the run id and chain ([node] is ignored)")
+    brun.add_argument("--identity", default="bootstrap-p2p.key", help="private key file (created with mode 0600): keeps the peer id stable")
+    brun.add_argument("--listen", action="append", metavar="MADDR", help="multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/31337)")
+    brun.add_argument("--announce", action="append", metavar="MADDR", help="public multiaddr to advertise instead of the listening ones (repeatable)")
+    brun.add_argument("--peer", action="append", metavar="MADDR", help="another bootstrap to join, ending in /p2p/<peer id> (repeatable)")
+    brun.add_argument("--http", default="", metavar="HOST:PORT", help="serve /healthz and /metrics here, e.g. 127.0.0.1:9100")
+    brun.add_argument("--maddrs-file", default="", help="also write the peer id and multiaddrs here as JSON")
+    brun.add_argument("--reachability", choices=("auto", "public", "private"), default="auto", help="override libp2p's AutoNAT guess ('public' on a host with a public address)")
+    brun.add_argument("--auto-relay", action="store_true", help="only behind NAT: find libp2p relays to become reachable")
+    brun.add_argument("--no-relay", action="store_true", help="disable libp2p circuit relay")
     brun.set_defaults(func=cmd_bootstrap_run)
 
     audit = sub.add_parser("audit", help="replay recorded verifications").add_subparsers(dest="action", required=True)
@@ -177,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--round-seconds", type=float, default=None, help="default: 20 s for 3 nodes, more for more")
     demo.add_argument("--adversaries", default="", metavar="KINDS", help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale")
     demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
+    demo.add_argument("--ranks-per-node", type=int, default=1, metavar="N", help="run each node as N torchrun ranks (gloo on CPU)")
+    demo.add_argument("--stop-bootstraps", type=int, default=0, metavar="ROUND", help="stop both bootstraps as this round begins (default: only the first, halfway)")
+    demo.add_argument("--sybils", type=int, default=0, metavar="N", help="add N unregistered identities that flood the DHT and knock on every node")
     demo.set_defaults(func=cmd_demo)
     return parser
 

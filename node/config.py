@@ -103,12 +103,30 @@ class CodecSettings:
         return CodecSpec(name=self.name, chunk=self.chunk, k=self.k, value_bits=self.value_bits, scale_group=self.scale_group)
 
 
+BITTENSOR_NETWORKS = ("finney", "test", "local")
+
+
 @dataclass(frozen=True)
 class ChainSpec:
-    kind: str = "dev"  # "dev" (embedded sqlite) or "bittensor"
+    """Which chain the run lives on: ``kind = "dev"`` with the sqlite ``path``
+    of an embedded dev chain, or ``kind = "bittensor"`` with a ``network``
+    (finney, test, local: ws://127.0.0.1:9944 unless BT_CHAIN_ENDPOINT says
+    otherwise, or a ws:// / wss:// url) and the subnet's ``netuid``."""
+
+    kind: str = "dev"
     path: str = ""  # dev chain file
-    network: str = ""  # bittensor network, e.g. "finney"
-    netuid: int = 0
+    network: str = ""  # bittensor network
+    netuid: int = 0  # bittensor subnet; the dev chain keeps its own
+
+    def __post_init__(self) -> None:
+        _require(self.kind in ("dev", "bittensor"), f"kind must be 'dev' or 'bittensor', not {self.kind!r}")
+        _require(self.netuid >= 0, "netuid must not be negative")
+        if self.kind == "bittensor":
+            _require(
+                self.network in BITTENSOR_NETWORKS or self.network.startswith(("ws://", "wss://")),
+                f"network must be one of {', '.join(BITTENSOR_NETWORKS)} or a ws:// or wss:// url, not {self.network!r}",
+            )
+            _require(self.netuid >= 1, "netuid must name a subnet (>= 1; 0 is the root network)")
 
 
 @dataclass(frozen=True)
@@ -154,12 +172,17 @@ class NodeConfig:
     audit_rounds: int = 32  # rounds of verification records (and their inputs) kept for auditors
     weights_every: int = 5  # rounds between weight updates on chain (validators only)
     adversary: str = ""  # demo only: behave as this kind of cheater (see node/adversary.py)
+    # Under torchrun (`node run --nproc N`): how the ranks share the model; "auto" is FSDP2 for large presets, else DDP.
+    parallel: str = "auto"
+    activation_checkpointing: str = "auto"  # "auto": recompute activations on CUDA only; "on" or "off" to force
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "port must be in [0, 65535]")
         _require(self.checkpoint_every >= 1 and self.torch_threads >= 0, "checkpoint_every must be positive, torch_threads not negative")
         _require(self.verify_samples >= 0 and self.audit_rounds >= 1 and self.weights_every >= 1, "verify_samples, audit_rounds, weights_every out of range")
         check_adversary(self.adversary)
+        _require(self.parallel in ("auto", "ddp", "fsdp"), "parallel must be 'auto', 'ddp' or 'fsdp'")
+        _require(self.activation_checkpointing in ("auto", "on", "off"), "activation_checkpointing must be 'auto', 'on' or 'off'")
     corpus_cache: str = ""  # empty: <data_dir>/corpus
 
 

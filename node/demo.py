@@ -1,9 +1,11 @@
 """`gradswarm demo`: a real swarm on loopback, start to finish, with nothing downloaded.
 
 It plays every role a real deployment has, each as its own OS process: a dev
-chain (sqlite file) with one registered, staked hotkey per node, a bootstrap
-DHT daemon, and N `gradswarm node run` processes that know each other only
-through the DHT. It then reads the nodes' round logs and judges the run.
+chain (sqlite file) with one registered, staked hotkey per node, two bootstrap
+DHT daemons, and N `gradswarm node run` processes that know each other only
+through the DHT. Halfway through it stops the first bootstrap (every node
+lists it first), as maintainers' hosts do go down. It then reads the nodes'
+round logs and judges the run.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from node.config import (
 from node.fsutil import atomic_write
 
 BOOT_SECONDS = 20.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
+BOOTSTRAPS = 2
 VALIDATOR_PERMITS = 2
 
 
@@ -79,7 +82,7 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
     from node.data.sources import open_corpus
     from node.keys import new_hotkey
 
-    for stale in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm", "nodes", "bootstrap", "wallets", "summary.json"):
+    for stale in ("chain.sqlite", "chain.sqlite-wal", "chain.sqlite-shm", "nodes", "bootstrap", "wallets", "sybils", "summary.json"):
         target = out / stale
         if target.is_dir():
             shutil.rmtree(target)
@@ -120,12 +123,19 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
 
 
 def run_demo(
-    peers: int, rounds: int, out: Path, round_seconds: float | None = None, late_rounds: int = 0, adversaries: tuple[str, ...] = ()
+    peers: int, rounds: int, out: Path, round_seconds: float | None = None, late_rounds: int = 0, adversaries: tuple[str, ...] = (),
+    bootstraps_down: int = 0, ranks_per_node: int = 1, sybils: int = 0,
 ) -> int:
     """Run the swarm; with `late_rounds`, the last node only starts once that round has begun;
-    `adversaries` adds one cheating node of each named kind."""
-    if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds:
-        print("error: the demo needs at least 2 peers, 1 round, and --late-join below --rounds", file=sys.stderr)
+    `sybils` adds that many unregistered identities flooding the DHT (node/sybil.py, one process);
+    `adversaries` adds one cheating node of each named kind; with `bootstraps_down`, every
+    bootstrap stops once that round begins (otherwise only the first, halfway); with `ranks_per_node`
+    each node runs as that many torchrun ranks (gloo on CPU)."""
+    if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds or not 0 <= bootstraps_down < rounds:
+        print("error: the demo needs at least 2 peers, 1 round, and --late-join and --stop-bootstraps below --rounds", file=sys.stderr)
+        return 2
+    if ranks_per_node < 1:
+        print("error: --ranks-per-node must be at least 1", file=sys.stderr)
         return 2
     for kind in adversaries:
         check_adversary(kind)
@@ -137,14 +147,25 @@ def run_demo(
     configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
     round_zero = started + BOOT_SECONDS  # approximately: the chain's block clock decides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    procs: list[subprocess.Popen] = []
+    procs: list[subprocess.Popen] = []  # the nodes
+    boots: list[subprocess.Popen] = []
+    swarm_of_sybils: list[subprocess.Popen] = []
+    stops = _bootstrap_stops(rounds, bootstraps_down)
+    stopped: list[dict] = []  # {bootstrap, peer_id, round}: round is the first that ran without it
     try:
-        procs.append(_start_bootstrap(out / "bootstrap", env))
-        maddrs = _wait_for_file(out / "bootstrap" / "maddrs.json", 60, procs)["maddrs"]
+        boot_run_file = out / "bootstrap" / "run.toml"
+        atomic_write(boot_run_file, render_run_file(spec, NodeConfig()).encode())  # a bootstrap reads the spec only
+        for i in range(BOOTSTRAPS):
+            boots.append(_start_bootstrap(out / "bootstrap" / f"boot{i}", boot_run_file, env))
+        infos = [_wait_for_file(out / "bootstrap" / f"boot{i}" / "maddrs.json", 60, boots) for i in range(BOOTSTRAPS)]
+        maddrs = [addr for info in infos for addr in info["maddrs"]]
         for node, path in zip(node_configs, configs):
             atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
         on_time = configs[:-1] if late_rounds else configs
-        procs += [_start_node(path, rounds, env) for path in on_time]
+        procs += [_start_node(path, rounds, env, ranks_per_node) for path in on_time]
+        if sybils:
+            swarm_of_sybils.append(_start_sybils(out / "sybils", spec, maddrs, sybils, rounds, env))
+            print(f"demo: plus {sybils} unregistered Sybil identities flooding the DHT (log: {out}/sybils/sybil.log)")
         print(f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, logs under {out}/nodes/*/node.log")
         if adversaries:
             print(f"demo: plus adversaries {', '.join(adversaries)} (nodes {peers}..{total - 1})")
@@ -154,38 +175,64 @@ def run_demo(
         deadline = round_zero + (rounds + 2) * round_seconds + 60
         printed = 0
         while printed < rounds and time.time() < deadline:
-            if late_rounds and len(procs) == total and time.time() >= round_zero + late_rounds * round_seconds:
-                procs.append(_start_node(configs[-1], rounds, env))
+            if late_rounds and len(procs) == total - 1 and time.time() >= round_zero + late_rounds * round_seconds:
+                procs.append(_start_node(configs[-1], rounds, env, ranks_per_node))
             logs = [_read_rounds(path.parent / "rounds.jsonl") for path in on_time]
             while printed < rounds and all(printed in log for log in logs):
                 _print_round(printed, [log[printed] for log in logs])
                 printed += 1
-            if all(p.poll() is not None for p in procs[1:]) and printed < rounds:
+            for due in sorted(r for r in stops if r <= printed < rounds):
+                for i in stops.pop(due):
+                    _stop([boots[i]])
+                    stopped.append({"bootstrap": f"boot{i}", "peer_id": infos[i]["peer_id"], "round": printed})
+                    print(f"demo: stopped bootstrap boot{i} as round {printed} began", flush=True)
+            if all(p.poll() is not None for p in procs) and printed < rounds:
                 break
             time.sleep(0.5)
-        for p in procs[1:]:
+        for p in procs:
             try:
                 p.wait(timeout=max(5.0, deadline - time.time()))
             except subprocess.TimeoutExpired:
                 pass
     finally:
-        _stop(procs)
-    codes = [p.returncode for p in procs[1:]]
-    return judge(spec, configs, total, rounds, out, time.time() - started, codes, late=bool(late_rounds), cheaters=cheaters)
+        _stop(procs + boots + swarm_of_sybils)
+    codes = [p.returncode for p in procs]
+    return judge(
+        spec, configs, total, rounds, out, time.time() - started, codes, late=bool(late_rounds), cheaters=cheaters,
+        bootstraps_stopped=stopped, ranks_per_node=ranks_per_node, sybil_report=out / "sybils" / "report.json" if sybils else None,
+    )
 
 
-def _start_bootstrap(boot_dir: Path, env: dict) -> subprocess.Popen:
+def _start_sybils(sybil_dir: Path, spec: RunSpec, maddrs: list[str], count: int, rounds: int, env: dict) -> subprocess.Popen:
+    run_file = sybil_dir / "run.toml"
+    atomic_write(run_file, render_run_file(spec, NodeConfig(bootstrap=tuple(maddrs))).encode())
+    return subprocess.Popen(
+        [sys.executable, "-m", "node.sybil", "--config", str(run_file), "--count", str(count), "--rounds", str(rounds),
+         "--report", str(sybil_dir / "report.json")],
+        stdout=open(sybil_dir / "sybil.log", "wb"), stderr=subprocess.STDOUT, env=env,
+    )
+
+
+def _bootstrap_stops(rounds: int, all_down: int) -> dict[int, list[int]]:
+    """round -> the bootstraps to stop when it begins: all at `all_down`, else the first halfway."""
+    if all_down:
+        return {all_down: list(range(BOOTSTRAPS))}
+    return {rounds // 2: [0]} if rounds >= 2 else {}
+
+
+def _start_bootstrap(boot_dir: Path, run_file: Path, env: dict) -> subprocess.Popen:
     boot_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "bootstrap", "run", "--host", "127.0.0.1", "--port", "0",
+        [sys.executable, "-m", "node.cli", "bootstrap", "run", "--run", str(run_file), "--listen", "/ip4/127.0.0.1/tcp/0",
          "--identity", str(boot_dir / "p2p.key"), "--maddrs-file", str(boot_dir / "maddrs.json")],
         stdout=open(boot_dir / "bootstrap.log", "wb"), stderr=subprocess.STDOUT, env=env,
     )
 
 
-def _start_node(config: Path, rounds: int, env: dict) -> subprocess.Popen:
+def _start_node(config: Path, rounds: int, env: dict, nproc: int = 1) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config), "--rounds", str(rounds)],
+        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config), "--rounds", str(rounds),
+         *(["--nproc", str(nproc)] if nproc > 1 else [])],
         stdout=open(config.parent / "node.log", "wb"), stderr=subprocess.STDOUT, env=env,
     )
 
@@ -216,8 +263,38 @@ def excluded_from(hotkey: str, log: dict[int, dict], rounds: int) -> int | None:
     return last_in + 1 if last_in + 1 < rounds else None
 
 
+def verify_cost(log: dict[int, dict]) -> float | None:
+    """Wall seconds a node spent verifying per second it spent training (both share its cores);
+    None for a node that never trained (the copy adversary)."""
+    train = sum(x.get("train_seconds", 0.0) for x in log.values())
+    return round(sum(x.get("verify_seconds", 0.0) for x in log.values()) / train, 3) if train > 1.0 else None
+
+
+def sybil_summary(logs: list[dict[int, dict]], report_path: Path) -> dict:
+    """What the honest nodes took from the Sybils (should be nothing), from their round reports.
+
+    Accepted: signed records from unregistered hotkeys that got past the DHT
+    validators into a node's logic. Aggregated: (round, Sybil hotkey) pairs
+    named in any manifest a node logged. Rejected and refused: what the DHT
+    validators and the fetch handlers turned away (cumulative per node).
+    """
+    report = json.loads(report_path.read_text()) if report_path.exists() else {"hotkeys": []}
+    sybils = set(report["hotkeys"])
+    last = [log[max(log)] for log in logs if log]
+    return {
+        "sybils": len(sybils),
+        "sybil_records_accepted": sum(x.get("unregistered_records", 0) for x in last),
+        "sybil_contributions_aggregated": len({(r, h) for log in logs for r, x in log.items() for h in x.get("manifest_hotkeys", []) if h in sybils}),
+        "sybil_records_rejected_by_validators": sum(x.get("dht_rejections", {}).get("unregistered", 0) for x in last),
+        "sybil_streams_refused": sum(x.get("refused_streams", 0) for x in last),
+        "sybil_fetches_served": report.get("fetches_served", 0),
+        "sybil_report": report,
+    }
+
+
 def judge(
-    spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path, wall: float, codes: list, late: bool, cheaters: list[str]
+    spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path, wall: float, codes: list, late: bool, cheaters: list[str],
+    bootstraps_stopped: list[dict] | None = None, ranks_per_node: int = 1, sybil_report: Path | None = None,
 ) -> int:
     """Write summary.json; non-zero exit when the swarm did not do its job.
 
@@ -252,11 +329,25 @@ def judge(
         "verdicts_all": verdict_counts(logs),
         "adversaries": cheaters,
         "excluded_from_round": {h: excluded_from(h, logs[0] if logs else {}, rounds) for h in cheaters},
+        "verify_cost": {log[min(log)]["hotkey"]: verify_cost(log) for log in logs if log},
         "node_exit_codes": codes,
+        "bootstraps": BOOTSTRAPS,
+        "bootstraps_stopped": bootstraps_stopped or [],  # [{bootstrap, peer_id, round}]: round is the first without it
         "wall_seconds": round(wall, 1),
     }
+    if ranks_per_node > 1:  # every rank of every node wrote the state hash of the weights it holds at the end
+        ranks = {p.parent.name: sorted(json.loads(f.read_text())["state_hash"] for f in p.parent.glob("ranks/rank*.json")) for p in configs}
+        summary["ranks_per_node"] = ranks_per_node
+        summary["rank_state_hashes"] = ranks
+        summary["rank_state_hashes_agree"] = all(len(h) == ranks_per_node for h in ranks.values()) and {
+            h for hs in ranks.values() for h in hs} == set(final.values())
+    summary["peak_rss_bytes"] = {log[min(log)]["hotkey"]: max(x.get("peak_rss_bytes", 0) for x in log.values()) for log in logs if log}
+    if sybil_report is not None:
+        summary.update(sybil_summary(logs, sybil_report))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     problems = []
+    if sybil_report is not None and (summary["sybil_records_accepted"] or summary["sybil_contributions_aggregated"] or summary["sybil_fetches_served"]):
+        problems.append("records, contributions or fetches of unregistered Sybils got through")
     if completed < rounds:
         problems.append(f"only {completed}/{rounds} rounds completed by every node")
     if len(set(final.values())) != 1 or len(final) != peers:
@@ -265,6 +356,8 @@ def judge(
         problems.append(f"only {summary['rounds_with_manifest']}/{rounds} rounds merged contributions from 2+ nodes")
     if any(c != 0 for c in codes):
         problems.append(f"node exit codes {codes}")
+    if summary.get("rank_state_hashes_agree") is False:
+        problems.append("the ranks of the nodes do not all hold the final state")
     evals = [e for e in summary["eval_loss"] if e is not None]
     print(f"summary: {out / 'summary.json'}")
     if evals:

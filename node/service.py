@@ -15,6 +15,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 
@@ -36,14 +37,18 @@ from node.config import NodeConfig, RunSpec
 from node.data.corpus import Corpus
 from node.data.sources import open_corpus
 from node.fsutil import atomic_write
+from node.memory import PeakRss
 from node.outer.aggregate import robust_mean
+from node.outer.gather import select_gather
 from node.outer.optimizer import OuterOptimizer, OuterState
-from node.swarm.records import peers_key, round_key, verdict_key
+from node.swarm.binding import RENEW_BEFORE, signed_binding
+from node.swarm.records import peers_key, round_key, validator_rejections, verdict_key
 from node.swarm.swarm import Swarm
 from node.swarm.transfer import TransferError
 from node.trainer import params
+from node.trainer.distributed import RankedTrainer, RankFailure, RankGroup
 from node.trainer.inner import InnerTrainer, eval_loss
-from node.trainer.model import build_model
+from node.trainer.model import node_model
 from node.verifier.scores import Scoreboard
 from node.verifier.verifier import Contribution, Verifier, VerifierSettings
 from protocol import signing
@@ -61,6 +66,8 @@ from protocol.schedule import RoundSchedule
 from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
+
+M = TypeVar("M")
 
 POLL_SECONDS = 0.5
 MAX_VALIDATOR_SLOTS = 4
@@ -91,10 +98,10 @@ def resolve_device(name: str) -> torch.device:
 
 
 def chain_genesis(chain: ChainView, start_block: int) -> float:
-    """Wall-clock time of `start_block`: exact on the dev chain, estimated from 12 s blocks elsewhere."""
+    """Wall-clock time of `start_block`: exact on the dev chain, estimated from the chain's block time elsewhere."""
     if isinstance(chain, DevChain):
         return chain.genesis_time + start_block * chain.block_time
-    return time.time() - (chain.block() - start_block) * 12.0
+    return time.time() - (chain.block() - start_block) * chain.block_time
 
 
 async def sleep_until(deadline: float) -> None:
@@ -104,7 +111,7 @@ async def sleep_until(deadline: float) -> None:
 
 
 class SwarmNode:
-    def __init__(self, spec: RunSpec, config: NodeConfig, keypair: Signer, chain: ChainView):
+    def __init__(self, spec: RunSpec, config: NodeConfig, keypair: Signer, chain: ChainView, ranks: RankGroup | None = None):
         self.spec = spec
         self.config = config
         self.keypair = keypair
@@ -114,7 +121,9 @@ class SwarmNode:
         self.data_dir = Path(config.data_dir)
         self.checkpoint_path = self.data_dir / "state.safetensors"
         self.feedback_path = self.data_dir / "error_feedback.safetensors"
-        self.device = resolve_device(config.device)
+        self.device = ranks.device if ranks else resolve_device(config.device)
+        self.rank_group = ranks  # torchrun: this is rank 0, the other ranks train with it (node/trainer/distributed.py)
+        self.ranked: RankedTrainer | None = None
         self.schedule = RoundSchedule(
             genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds
         )
@@ -145,6 +154,8 @@ class SwarmNode:
         self._verifying: asyncio.Task | None = None
         self._verdicts: list[tuple[int, str, str]] = []  # (round, subject, verdict) not yet reported
         self._verify_seconds = 0.0
+        self._unregistered_records = 0  # signed records from unregistered hotkeys that got past the DHT to us
+        self.memory = PeakRss()
         self._stale_source: OuterState | None = None  # only the stale adversary uses it
 
     # ------------------------------------------------------------------ setup
@@ -155,7 +166,7 @@ class SwarmNode:
         self.corpus = open_corpus(self.spec.data, Path(self.config.corpus_cache or self.data_dir / "corpus"))
         self.eval_page_ids = eval_pages(self.run_id, self.corpus.num_pages, self.spec.data.eval_pages)
         self.excluded = frozenset(self.eval_page_ids)
-        self.model = build_model(self.spec.model.preset, self.spec.model.seed).to(self.device)
+        self.model = node_model(self.spec.model.preset, self.spec.model.seed, self.device, self.config.activation_checkpointing)
         self.numel = params.numel(self.model)
         self._adopt(OuterState.fresh(params.flatten(self.model)), round_=0)
         try:
@@ -171,15 +182,19 @@ class SwarmNode:
         except (StateError, ValueError) as e:
             log.warning("ignoring the saved error-feedback residual: %s", e)
         t = self.spec.train
-        self.trainer = InnerTrainer(
-            self.model,
-            lr=t.lr,
-            weight_decay=t.weight_decay,
-            warmup_steps=t.warmup_steps,
-            batch_size=t.batch_size,
-            seq_len=t.seq_len,
-            device=self.device,
-        )
+        if self.rank_group is not None:
+            self.ranked = RankedTrainer(self.rank_group, self.model, t, self.config.parallel, self.corpus, self.data_dir)
+            self.trainer = self.ranked.trainer
+        else:
+            self.trainer = InnerTrainer(
+                self.model,
+                lr=t.lr,
+                weight_decay=t.weight_decay,
+                warmup_steps=t.warmup_steps,
+                batch_size=t.batch_size,
+                seq_len=t.seq_len,
+                device=self.device,
+            )
         self.audit.write_spec(self.spec)
         self.verifier = Verifier(
             self.run_id, self.keypair, self.spec.model.preset, self.corpus, self.excluded,
@@ -215,6 +230,7 @@ class SwarmNode:
         """Take part in the run until `rounds` rounds have been completed (forever if None)."""
         await asyncio.to_thread(self._setup_compute)
         await self.swarm.start(self._lookup)
+        watch_memory = asyncio.create_task(self.memory.watch(), name="peak-rss")
         await serve_audit(self.swarm.p2p, self.audit)
         log.info("node %s peer %s listening on %s", self.hotkey, self.swarm.peer_id.hex()[:16], self.swarm.visible_maddrs())
         try:
@@ -223,15 +239,27 @@ class SwarmNode:
             while last is None or round_ < last:
                 try:
                     await self._round(round_)
-                except (asyncio.CancelledError, KeyboardInterrupt):
+                except (asyncio.CancelledError, KeyboardInterrupt, RankFailure):
                     raise
                 except Exception:  # one bad round must not take the node down; the next one re-syncs
                     log.exception("round %d failed", round_)
                 round_ += 1
         finally:
+            watch_memory.cancel()
             await self.swarm.shutdown()
 
     async def _bind(self) -> None:
+        """Commit our peer id on chain when it is not there (or about to expire): peers talk only to
+        chain-bound peer ids. The short-lived DHT binding only says we are still online."""
+        bindings = self.swarm.bindings
+        await bindings.refresh()
+        committed = bindings.committed(self.hotkey)
+        if committed is None or committed.peer_id != self.swarm.peer_id or committed.expires_at < time.time() + RENEW_BEFORE:
+            try:
+                await asyncio.to_thread(self.chain.set_commitment, self.keypair, signed_binding(self.run_id, self.keypair, self.swarm.peer_id))
+                bindings.forget()
+            except ChainError as e:
+                log.warning("could not commit our peer binding on chain: %s", e)
         binding = PeerBinding(
             run_id=self.run_id,
             hotkey=self.hotkey,
@@ -239,6 +267,17 @@ class SwarmNode:
             expires_at=time.time() + 3 * self.schedule.round_seconds,
         )
         await self.swarm.put(signing.sign(binding, self.keypair), binding.expires_at)
+
+    async def _get(self, key: str, kind: type[M]) -> list[M]:
+        """`swarm.get`, minus records from hotkeys the chain does not know: the DHT validators should
+        already have refused them, so any that arrive are counted in the round report."""
+        found = await self.swarm.get(key, kind)
+        registered = {n.hotkey for n in self._neurons()}
+        kept = [m for m in found if m.hotkey in registered]  # type: ignore[attr-defined]
+        if len(kept) < len(found):
+            self._unregistered_records += len(found) - len(kept)
+            log.warning("dropped %d records from unregistered hotkeys under %s", len(found) - len(kept), key)
+        return kept
 
     async def _join(self) -> int:
         """The first round to take part in; late joiners first sync to the latest signed state."""
@@ -299,12 +338,15 @@ class SwarmNode:
             self._verifying = asyncio.create_task(self._verify(r, base_state, base_hash))
         if self.config.evaluate and self.state_round == r + 1:
             report["eval_loss"] = await asyncio.to_thread(self._evaluate)
+        if self.ranked is not None:  # the outer update: every rank holds θ_{r+1}; also rank 0's heartbeat to them
+            await asyncio.to_thread(self.ranked.hold, self.state.theta)
         report["state_hash"] = self.state_hash.hex()
         report["in_sync"] = manifest is None or self.state_hash == manifest.result_state_hash
         report["upload_payload_bytes"] = self.swarm.bytes_served["payload"] - served_before["payload"]
         report["upload_state_bytes"] = self.swarm.bytes_served["state"] - served_before["state"]
         report["verdicts"], self._verdicts = self._verdicts, []
         report["verify_seconds"], self._verify_seconds = round(self._verify_seconds, 3), 0.0
+        await self._report_defences(report)
         if (r + 1) % self.config.weights_every == 0:
             await asyncio.to_thread(self._set_weights)
         if self.state_round == r + 1 and (r + 1) % self.config.checkpoint_every == 0:
@@ -319,12 +361,17 @@ class SwarmNode:
         if self.adversary == "stale":  # trains from the previous round's state, claims the current one
             source, self._stale_source = self._stale_source or self.state, self.state
         theta = source.theta.to(self.device)
-        params.load_flat(self.model, theta)
         page_owner = adversary.training_hotkey(self.adversary, self.hotkey)
         pages = assign_pages(self.run_id, r, page_owner, self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded)
         seed = int.from_bytes(derive(self.run_id, "train-seed", r, self.hotkey)[:8], "little")
-        loss = self.trainer.train(self.corpus.pages(pages), steps=self.spec.train.inner_steps, seed=seed, deadline=deadline)
-        delta = adversary.forge_delta(self.adversary, theta - params.flatten(self.model), r)
+        if self.ranked is None:
+            params.load_flat(self.model, theta)
+            loss = self.trainer.train(self.corpus.pages(pages), steps=self.spec.train.inner_steps, seed=seed, deadline=deadline)
+            trained = params.flatten(self.model)
+        else:  # every rank trains on its rows of the same batches; rank 0 gets the result
+            loss, trained = self.ranked.train(source.theta, pages, seed, self.spec.train.inner_steps, deadline)
+            trained = trained.to(self.device)
+        delta = adversary.forge_delta(self.adversary, theta - trained, r)
         payload = self.feedback.step(delta, self.codec, beta=self.spec.codec.error_feedback_beta)
         return loss, payload
 
@@ -362,7 +409,7 @@ class SwarmNode:
     async def _gather_once(self, r: int) -> Gathered:
         """Fetch and decode every newly announced, well-formed contribution of round r."""
         gathered = self.gathered.setdefault(r, Gathered())
-        metas = await self.swarm.get(round_key(self.run_id, "contrib", r), ContributionMeta)
+        metas = await self._get(round_key(self.run_id, "contrib", r), ContributionMeta)
         reveal = self.schedule.deadlines(r).reveal
         for meta in metas:
             seen = gathered.first_seen.setdefault(meta.hotkey, time.time())
@@ -439,7 +486,7 @@ class SwarmNode:
         """Records of the last rounds from validators (their stake vouches for them) into the scoreboard."""
         trusted = {n.hotkey for n in self._validators()}
         keys = [verdict_key(self.run_id, past, subject) for past in (r - 1, r - 2) if past >= 0 for subject in subjects]
-        for found in await asyncio.gather(*(self.swarm.get(key, VerificationRecord) for key in keys)):
+        for found in await asyncio.gather(*(self._get(key, VerificationRecord) for key in keys)):
             for record in found:
                 if record.hotkey in trusted and record.hotkey != self.hotkey:
                     self.scores.add(record)
@@ -474,7 +521,7 @@ class SwarmNode:
         return sorted(permitted, key=lambda n: (-n.stake, n.uid))[:MAX_VALIDATOR_SLOTS]
 
     async def _best_manifest(self, r: int) -> RoundManifest | None:
-        manifests = await self.swarm.get(round_key(self.run_id, "manifest", r), RoundManifest)
+        manifests = await self._get(round_key(self.run_id, "manifest", r), RoundManifest)
         ranks = {n.hotkey: i for i, n in enumerate(self._validators())}
         valid = [m for m in manifests if m.round == r and m.hotkey in ranks]
         return min(valid, key=lambda m: ranks[m.hotkey], default=None)
@@ -483,7 +530,7 @@ class SwarmNode:
         """Gather until a manifest for round r exists (signing one ourselves when it is our turn)."""
         validators = self._validators()
         my_rank = next((i for i, n in enumerate(validators) if n.hotkey == self.hotkey), None)
-        stakes = {n.hotkey: n.stake for n in self._neurons()}
+        neurons = {n.hotkey: n for n in self._neurons()}
         while True:
             gathered = await self._gather_once(r)
             manifest = await self._best_manifest(r)
@@ -495,20 +542,20 @@ class SwarmNode:
                 everyone_in = my_rank == 0 and await self._all_bound_peers_in(gathered)
                 if now >= my_slot or everyone_in:
                     if gathered.vectors:
-                        return await self._sign_manifest(r, gathered, stakes)
+                        return await self._sign_manifest(r, gathered, neurons)
             if now >= d.end:
                 return None
             await asyncio.sleep(POLL_SECONDS)
 
     async def _all_bound_peers_in(self, gathered: Gathered) -> bool:
-        bindings = await self.swarm.get(peers_key(self.run_id), PeerBinding)
-        live = {b.hotkey for b in bindings if b.expires_at > time.time()}
+        bindings = await self._get(peers_key(self.run_id), PeerBinding)
+        live = {b.hotkey for b in bindings if b.expires_at > time.time() and await self.swarm.bindings.peer_of(b.hotkey) == b.peer_id}
         return bool(live) and live <= set(gathered.vectors)
 
-    async def _sign_manifest(self, r: int, gathered: Gathered, stakes: dict[str, float]) -> RoundManifest:
-        candidates = {h: stakes[h] for h in gathered.vectors if h in stakes}
+    async def _sign_manifest(self, r: int, gathered: Gathered, neurons: dict[str, Neuron]) -> RoundManifest:
+        candidates = {h: neurons[h] for h in gathered.vectors if h in neurons}
         await self._collect_verdicts(r, list(candidates))
-        chosen = self.scores.select(candidates, r, self.spec.outer.gather_size, self.spec.outer.probation_slots)
+        chosen = select_gather(self.scores, candidates, r, self.spec.outer.gather_size, self.spec.outer.probation_slots)
         entries = tuple(ManifestEntry(hotkey=h, digest=gathered.metas[h].digest) for h in chosen)
         result = await asyncio.to_thread(self._aggregate, [gathered.vectors[h] for h in chosen])
         manifest = RoundManifest(
@@ -548,14 +595,13 @@ class SwarmNode:
 
     async def _fetch_entry(self, r: int, entry: ManifestEntry, manifest: RoundManifest) -> torch.Tensor | None:
         """A manifest entry we lack: ask its author, then the signer, who holds every payload it named."""
-        bindings = {b.hotkey: b for b in await self.swarm.get(peers_key(self.run_id), PeerBinding)}
         for hotkey in (entry.hotkey, manifest.hotkey):
-            binding = bindings.get(hotkey)
-            if binding is None:
+            peer_id = await self.swarm.bindings.peer_of(hotkey)
+            if peer_id is None:
                 continue
             try:
                 limit = self.codec.max_payload_bytes(self.numel)
-                data = await self.swarm.fetch(binding.peer_id, "payload", entry.digest, limit, timeout=20.0)
+                data = await self.swarm.fetch(peer_id, "payload", entry.digest, limit, timeout=20.0)
             except TransferError:
                 continue
             if hashlib.sha256(data).digest() != entry.digest:
@@ -570,10 +616,10 @@ class SwarmNode:
         """Download the state the manifest's signer vouched for, from anyone who holds it."""
         target, round_ = manifest.result_state_hash, manifest.round + 1
         while time.time() < deadline:
-            holders = [a.peer_id for a in await self.swarm.get(round_key(self.run_id, "state", round_), StateAnnouncement) if a.state_hash == target]
-            bindings = {b.hotkey: b for b in await self.swarm.get(peers_key(self.run_id), PeerBinding)}
-            if manifest.hotkey in bindings:
-                holders.insert(0, bindings[manifest.hotkey].peer_id)
+            holders = [a.peer_id for a in await self._get(round_key(self.run_id, "state", round_), StateAnnouncement) if a.state_hash == target]
+            signer_peer = await self.swarm.bindings.peer_of(manifest.hotkey)
+            if signer_peer is not None:
+                holders.insert(0, signer_peer)
             for peer in dict.fromkeys(holders):
                 if peer == self.swarm.peer_id:
                     continue
@@ -601,7 +647,20 @@ class SwarmNode:
 
     # ------------------------------------------------------------------ bookkeeping
 
+    async def _report_defences(self, report: dict) -> None:
+        """What the Sybil defences refused so far (cumulative), and this node's memory."""
+        report["unregistered_records"] = self._unregistered_records
+        report["refused_streams"] = self.swarm.refused_streams
+        try:
+            report["dht_rejections"] = await self.swarm.dht.run_coroutine(validator_rejections, return_future=True)
+        except Exception as e:  # the DHT process is busy or gone: the report goes out without it
+            log.debug("could not read the DHT validator's counts: %r", e)
+        report["rss_bytes"] = await asyncio.to_thread(self.memory.sample)
+        report["peak_rss_bytes"] = self.memory.peak
+
     def _evaluate(self) -> float:
+        if self.ranked is not None:
+            return self.ranked.evaluate(self.state.theta, self.eval_page_ids)
         params.load_flat(self.model, self.state.theta.to(self.device))
         pages = self.corpus.pages(self.eval_page_ids)
         return eval_loss(self.model, pages, self.spec.train.seq_len, self.spec.train.batch_size, self.device)

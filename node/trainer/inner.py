@@ -7,6 +7,9 @@ is reproducible from (weights, optimizer state, pages, seed).  ``eval_loss``
 uses fixed non-overlapping windows and is deterministic.
 
 bf16 autocast is used on CUDA only; CPU runs in float32.
+
+Under torchrun the model is DDP- or FSDP2-wrapped and a ``Shard`` says which
+rows of each batch this rank computes (node/trainer/shard.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from node.trainer.shard import Shard
 
 __all__ = ["InnerTrainer", "eval_loss", "sample_windows", "eval_windows"]
 
@@ -88,6 +93,7 @@ class InnerTrainer:
         device: str | torch.device | None = None,
         grad_clip: float = 1.0,
         eps: float = 1e-8,
+        shard: Shard | None = None,
     ):
         if batch_size <= 0 or seq_len <= 0:
             raise ValueError("batch_size and seq_len must be positive")
@@ -100,6 +106,9 @@ class InnerTrainer:
         self.batch_size = int(batch_size)
         self.seq_len = int(seq_len)
         self.grad_clip = float(grad_clip)
+        self.shard = shard
+        if shard is not None:
+            shard.rows(self.batch_size)  # fails early if the batch cannot be split over the ranks
         self.step_count = 0  # total inner steps taken, across rounds (drives warmup)
         self.last_steps = 0  # steps the last train() call took (fewer than asked if it hit its deadline)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
@@ -136,16 +145,22 @@ class InnerTrainer:
         done = 0
         try:
             for _ in range(steps):
-                if deadline is not None and done > 0 and time.time() >= deadline:
+                if deadline is not None and done > 0 and self._past(deadline):
                     break
-                batch = sample_windows(pages, self.batch_size, self.seq_len, gen).to(self.device, non_blocking=True)
+                batch = sample_windows(pages, self.batch_size, self.seq_len, gen)
+                if self.shard is not None:
+                    batch = batch[self.shard.rows(self.batch_size)]
+                batch = batch.to(self.device, non_blocking=True)
                 lr = self._lr_at(self.step_count)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
                 with _autocast(self.device):
-                    loss = _lm_loss(model, batch)
+                    if self.shard is None:
+                        loss = _lm_loss(model, batch)
+                    else:  # this rank's share of the whole batch's mean (see shard.py)
+                        loss = _lm_loss(model, batch, reduction="sum") / (self.batch_size * self.seq_len)
                 self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss if self.shard is None else loss * self.shard.world).backward()
                 if self.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), self.grad_clip)
                 self.optimizer.step()
@@ -156,7 +171,12 @@ class InnerTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             model.train(was_training)
         self.last_steps = done
+        if self.shard is not None:
+            total = self.shard.total(total)
         return float(total.item()) / done
+
+    def _past(self, deadline: float) -> bool:
+        return time.time() >= deadline if self.shard is None else self.shard.past(deadline)
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict(), "step_count": self.step_count}

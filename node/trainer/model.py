@@ -15,7 +15,12 @@ from dataclasses import asdict, dataclass
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-__all__ = ["ModelPreset", "PRESETS", "get_preset", "llama_config", "build_model", "param_count", "init_weights"]
+__all__ = [
+    "ModelPreset", "PRESETS", "get_preset", "llama_config", "build_model", "node_model", "recomputes_activations",
+    "param_count", "init_weights",
+]
+
+ACTIVATION_CHECKPOINTING = ("auto", "on", "off")
 
 INITIALIZER_RANGE = 0.02
 
@@ -137,6 +142,30 @@ def build_model(preset: str | ModelPreset, seed: int, attn_implementation: str =
         model = LlamaForCausalLM(cfg)
     init_weights(model, seed)
     model.config.use_cache = False
+    return model
+
+
+def recomputes_activations(setting: str, device: torch.device) -> bool:
+    """Whether ``setting`` ("auto", "on", "off") turns activation checkpointing on for ``device``.
+
+    "auto" is on for CUDA only: there activation memory is what limits the batch
+    of the large presets, while on CPU memory is plentiful and recomputing would
+    only cost time. Recomputation does not change the result.
+    """
+    if setting not in ACTIVATION_CHECKPOINTING:
+        raise ValueError(f"activation_checkpointing must be one of {ACTIVATION_CHECKPOINTING}")
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
+def node_model(preset: str | ModelPreset, seed: int, device: torch.device, activation_checkpointing: str = "off") -> LlamaForCausalLM:
+    """``build_model`` on ``device``, each decoder layer's activations recomputed in backward if the setting says so."""
+    model = build_model(preset, seed).to(device)
+    if recomputes_activations(activation_checkpointing, device):
+        # Both wrap each decoder layer's __call__ in torch.utils.checkpoint; later transformers renamed the first.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model
 
 

@@ -32,3 +32,19 @@ def load_flat(model: torch.nn.Module, flat: torch.Tensor) -> None:
         offset += n
     if offset != flat.numel():
         raise ValueError(f"flat vector has {flat.numel()} values, model has {offset}")
+
+
+def as_state_dict(model: torch.nn.Module, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Views of ``flat`` by parameter name: the full state dict torch.distributed.checkpoint loads from."""
+    named, offset = {}, 0
+    for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
+        named[name] = flat[offset : offset + p.numel()].view(p.shape)
+        offset += p.numel()
+    if offset != flat.numel():
+        raise ValueError(f"flat vector has {flat.numel()} values, model has {offset}")
+    return named
+
+
+def from_state_dict(named: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The flat float32 vector of a full state dict (parameters only), in sorted-name order."""
+    return torch.cat([named[name].reshape(-1).float() for name in sorted(named)])
