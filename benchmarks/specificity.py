@@ -66,8 +66,7 @@ def main() -> None:
     nodes = [f"honest{i}" for i in range(args.honest)] + [CHEATER]
     models = {h: build_model(spec.model.preset, spec.model.seed) for h in nodes}
     t = spec.train
-    trainers = {h: InnerTrainer(models[h], lr=t.lr, weight_decay=t.weight_decay, warmup_steps=t.warmup_steps,
-                                batch_size=t.batch_size, seq_len=t.seq_len) for h in nodes}
+    trainers = {h: InnerTrainer.from_spec(models[h], t, "cpu") for h in nodes}
     feedback = {h: ErrorFeedback() for h in nodes}
     scratch = build_model(spec.model.preset, spec.model.seed)
     theta = params.flatten(scratch).clone()

@@ -186,15 +186,7 @@ class SwarmNode:
             self.ranked = RankedTrainer(self.rank_group, self.model, t, self.config.parallel, self.corpus, self.data_dir)
             self.trainer = self.ranked.trainer
         else:
-            self.trainer = InnerTrainer(
-                self.model,
-                lr=t.lr,
-                weight_decay=t.weight_decay,
-                warmup_steps=t.warmup_steps,
-                batch_size=t.batch_size,
-                seq_len=t.seq_len,
-                device=self.device,
-            )
+            self.trainer = InnerTrainer.from_spec(self.model, t, self.device)
         self.audit.write_spec(self.spec)
         self.verifier = Verifier(
             self.run_id, self.keypair, self.spec.model.preset, self.corpus, self.excluded,

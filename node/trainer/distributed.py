@@ -112,10 +112,7 @@ class RankedTrainer:
         self.batch_size = train.batch_size
         self.data_dir = data_dir
         self.shard = Shard(group.rank, group.world, group.control)
-        self.trainer = InnerTrainer(
-            self.model, lr=train.lr, weight_decay=train.weight_decay, warmup_steps=train.warmup_steps,
-            batch_size=train.batch_size, seq_len=train.seq_len, device=group.device, shard=self.shard,
-        )
+        self.trainer = InnerTrainer.from_spec(self.model, train, group.device, shard=self.shard)
         self._held: tuple[torch.Tensor, int] | None = None  # the θ every rank's model holds, and its version then
         log.info("rank %d of %d: %s on %s", group.rank, group.world, self.kind, group.device)
 

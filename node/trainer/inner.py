@@ -15,13 +15,16 @@ rows of each batch this rank computes (node/trainer/shard.py).
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from node.trainer.shard import Shard
+
+if TYPE_CHECKING:
+    from node.config import TrainSpec
 
 __all__ = ["InnerTrainer", "eval_loss", "sample_windows", "eval_windows"]
 
@@ -119,6 +122,14 @@ class InnerTrainer:
         self.optimizer = torch.optim.AdamW(
             groups, lr=self._lr_at(0), betas=tuple(betas), eps=eps,
             fused=True if self.device.type == "cuda" else None,
+        )
+
+    @classmethod
+    def from_spec(cls, model: torch.nn.Module, train: "TrainSpec", device: str | torch.device | None, shard: Shard | None = None) -> "InnerTrainer":
+        """The run spec's inner optimizer for `model` (every node of a run uses the same one)."""
+        return cls(
+            model, lr=train.lr, weight_decay=train.weight_decay, warmup_steps=train.warmup_steps,
+            batch_size=train.batch_size, seq_len=train.seq_len, device=device, shard=shard,
         )
 
     def _lr_at(self, step: int) -> float:
