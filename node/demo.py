@@ -10,6 +10,7 @@ round logs and judges the run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -104,7 +105,8 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
     total = peers + len(adversaries)
     for i in range(total):
         kind = adversaries[i - peers] if i >= peers else ""
-        keypair = new_hotkey(f"node{i}", "default", wallets)
+        # The same identities every time: two demos differ only in what their options change.
+        keypair = new_hotkey(f"node{i}", "default", wallets, seed=hashlib.sha256(f"gradswarm-demo/node{i}".encode()).digest())
         chain.register(keypair.ss58_address)
         chain.add_stake(keypair.ss58_address, 10.0 if kind else 1000.0 / (i + 1))  # node0 signs, node1 backs it up
         if kind:
@@ -161,11 +163,11 @@ def run_demo(
         maddrs = [addr for info in infos for addr in info["maddrs"]]
         for node, path in zip(node_configs, configs):
             atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
-        on_time = configs[:-1] if late_rounds else configs
-        procs += [_start_node(path, rounds, env, ranks_per_node) for path in on_time]
-        if sybils:
+        if sybils:  # first, so that their start-up (a DHT process and a p2pd each) is over before round 0
             swarm_of_sybils.append(_start_sybils(out / "sybils", spec, maddrs, sybils, rounds, env))
             print(f"demo: plus {sybils} unregistered Sybil identities flooding the DHT (log: {out}/sybils/sybil.log)")
+        on_time = configs[:-1] if late_rounds else configs
+        procs += [_start_node(path, rounds, env, ranks_per_node) for path in on_time]
         print(f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, logs under {out}/nodes/*/node.log")
         if adversaries:
             print(f"demo: plus adversaries {', '.join(adversaries)} (nodes {peers}..{total - 1})")
@@ -210,6 +212,9 @@ def _start_sybils(sybil_dir: Path, spec: RunSpec, maddrs: list[str], count: int,
         [sys.executable, "-m", "node.sybil", "--config", str(run_file), "--count", str(count), "--rounds", str(rounds),
          "--report", str(sybil_dir / "report.json")],
         stdout=open(sybil_dir / "sybil.log", "wb"), stderr=subprocess.STDOUT, env=env,
+        # A real attacker floods from its own machines; on one box a lower CPU priority keeps most of the
+        # attacker's own work off the honest nodes' cores, while their cost of refusing it stays theirs.
+        preexec_fn=lambda: os.nice(10),
     )
 
 
@@ -276,7 +281,8 @@ def sybil_summary(logs: list[dict[int, dict]], report_path: Path) -> dict:
     Accepted: signed records from unregistered hotkeys that got past the DHT
     validators into a node's logic. Aggregated: (round, Sybil hotkey) pairs
     named in any manifest a node logged. Rejected and refused: what the DHT
-    validators and the fetch handlers turned away (cumulative per node).
+    validators and the stream handlers turned away (cumulative per node);
+    pushes taken: forged records an honest node's inbox took from a Sybil.
     """
     report = json.loads(report_path.read_text()) if report_path.exists() else {"hotkeys": []}
     sybils = set(report["hotkeys"])
@@ -288,6 +294,7 @@ def sybil_summary(logs: list[dict[int, dict]], report_path: Path) -> dict:
         "sybil_records_rejected_by_validators": sum(x.get("dht_rejections", {}).get("unregistered", 0) for x in last),
         "sybil_streams_refused": sum(x.get("refused_streams", 0) for x in last),
         "sybil_fetches_served": report.get("fetches_served", 0),
+        "sybil_pushes_taken": report.get("pushes_taken", 0),
         "sybil_report": report,
     }
 
@@ -341,13 +348,16 @@ def judge(
         summary["rank_state_hashes"] = ranks
         summary["rank_state_hashes_agree"] = all(len(h) == ranks_per_node for h in ranks.values()) and {
             h for hs in ranks.values() for h in hs} == set(final.values())
+    # Records some node read only because a peer pushed them: the DHT alone would have lost them.
+    summary["records_only_pushed"] = sum(log[max(log)].get("records_only_pushed", 0) for log in logs if log)
     summary["peak_rss_bytes"] = {log[min(log)]["hotkey"]: max(x.get("peak_rss_bytes", 0) for x in log.values()) for log in logs if log}
     if sybil_report is not None:
         summary.update(sybil_summary(logs, sybil_report))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     problems = []
-    if sybil_report is not None and (summary["sybil_records_accepted"] or summary["sybil_contributions_aggregated"] or summary["sybil_fetches_served"]):
-        problems.append("records, contributions or fetches of unregistered Sybils got through")
+    if sybil_report is not None and (summary["sybil_records_accepted"] or summary["sybil_contributions_aggregated"] or summary["sybil_fetches_served"]
+                                       or summary["sybil_pushes_taken"]):
+        problems.append("records, contributions, pushes or fetches of unregistered Sybils got through")
     if completed < rounds:
         problems.append(f"only {completed}/{rounds} rounds completed by every node")
     if len(set(final.values())) != 1 or len(final) != peers:

@@ -643,6 +643,7 @@ class SwarmNode:
         """What the Sybil defences refused so far (cumulative), and this node's memory."""
         report["unregistered_records"] = self._unregistered_records
         report["refused_streams"] = self.swarm.refused_streams
+        report["records_only_pushed"] = self.swarm.inbox.filled  # records the DHT did not give us
         try:
             report["dht_rejections"] = await self.swarm.dht.run_coroutine(validator_rejections, return_future=True)
         except Exception as e:  # the DHT process is busy or gone: the report goes out without it
@@ -664,6 +665,7 @@ class SwarmNode:
             f.write(line + "\n")
 
     def _forget_before(self, r: int) -> None:
+        self.swarm.forget_before(r)
         for old in [k for k in self.gathered if k < r]:
             self.gathered.pop(old).cancel_pending()
         for digest, (pr, _) in list(self.payloads.items()):

@@ -33,7 +33,7 @@ from hivemind.utils import get_dht_time
 from node.chain import ChainError, ChainView
 from node.config import RunSpec, load_run_file
 from node.fsutil import atomic_write
-from node.swarm import records, transfer
+from node.swarm import push, records, transfer
 from node.swarm.binding import signed_binding
 from protocol import signing, wire
 from protocol.messages import (
@@ -62,6 +62,8 @@ class SybilReport:
     commitments_accepted: int = 0
     fetches_attempted: int = 0
     fetches_served: int = 0  # honest nodes that handed bytes to a Sybil: should stay 0
+    pushes_attempted: int = 0
+    pushes_taken: int = 0  # records an honest node's inbox took straight from a Sybil: should stay 0
 
 
 def _junk(*parts: object) -> bytes:
@@ -126,14 +128,24 @@ class Sybil:
                 targets.append((msg.peer_id, kind, digest, 1 << 30))
         return targets
 
-    async def try_fetches(self, r: int, sybils: set[str], report: SybilReport) -> None:
-        for peer_id, kind, digest, limit in await self.honest_targets(r, sybils):
+    async def try_fetches(self, r: int, sybils: set[str], report: SybilReport) -> set[bytes]:
+        """Ask honest nodes for what they announced; the peer ids they announced from."""
+        targets = await self.honest_targets(r, sybils)
+        for peer_id, kind, digest, limit in targets:
             report.fetches_attempted += 1
             try:
                 await transfer.fetch(self.p2p, PeerID(peer_id), self.run_id, kind, digest, limit, timeout=10.0)
                 report.fetches_served += 1
             except Exception as e:  # refused, as it should be; any shape of failure is a refusal
                 log.debug("fetch of %s from %s refused: %r", kind, peer_id.hex()[:16], e)
+        return {peer_id for peer_id, *_ in targets}
+
+    async def try_pushes(self, msgs: list[object], honest_peers: set[bytes], report: SybilReport) -> None:
+        """Push forgeries straight into honest nodes' inboxes, past the DHT."""
+        peers = [PeerID(p) for p in sorted(honest_peers)]
+        for msg in msgs:
+            report.pushes_attempted += len(peers)
+            report.pushes_taken += await push.push(self.p2p, peers, self.run_id, msg)
 
 
 def try_commit(chain: ChainView, sybil: Sybil, report: SybilReport) -> None:
@@ -159,10 +171,12 @@ async def run_sybils(spec: RunSpec, chain: ChainView, schedule: RoundSchedule, b
         while (r := schedule.round_at(time.time())) < rounds:
             r = max(r, 0)
             for sybil in sybils:
-                await asyncio.gather(*(sybil.store(m, report) for m in sybil.forgeries(r, hotkeys, honest)))
-                await sybil.try_fetches(r, set(hotkeys), report)
+                forgeries = sybil.forgeries(r, hotkeys, honest)
+                await asyncio.gather(*(sybil.store(m, report) for m in forgeries))
+                honest_peers = await sybil.try_fetches(r, set(hotkeys), report)
                 if r >= 1:
-                    await sybil.try_fetches(r - 1, set(hotkeys), report)
+                    honest_peers |= await sybil.try_fetches(r - 1, set(hotkeys), report)
+                await sybil.try_pushes(forgeries, honest_peers, report)
             atomic_write(report_path, json.dumps(asdict(report), indent=2).encode())
             await asyncio.sleep(FLOOD_SECONDS)
     finally:

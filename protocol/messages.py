@@ -17,6 +17,7 @@ MAX_HOTKEY = 64  # ss58 sr25519 addresses are 47-49 characters
 MAX_PEER_ID = 64  # libp2p peer id multihash (ed25519 identity: 38 bytes)
 MAX_CODEC_NAME = 32
 MAX_MANIFEST_ENTRIES = 256
+MAX_SIGNED_MESSAGE_BYTES = 32768  # the wire bound of the largest signed message, a manifest
 
 
 @message("peer_binding", max_bytes=512)
@@ -53,7 +54,7 @@ class ManifestEntry:
     digest: bytes = bounded(exact_len=DIGEST_BYTES)
 
 
-@message("round_manifest", max_bytes=32768)
+@message("round_manifest", max_bytes=MAX_SIGNED_MESSAGE_BYTES)
 @dataclass(frozen=True)
 class RoundManifest:
     """What every node applies in `round`: these contributions, in this order, onto
@@ -142,6 +143,16 @@ class VerificationRecord:
 
 
 SignedMessage = PeerBinding | ContributionMeta | RoundManifest | StateAnnouncement | VerificationRecord
+
+
+@message("record_push", max_bytes=MAX_SIGNED_MESSAGE_BYTES + 128)
+@dataclass(frozen=True)
+class RecordPush:
+    """Hands a chain-bound peer one signed record (a wire-encoded SignedMessage) directly,
+    beside the DHT, so that honest records do not depend on who stands nearest a DHT key."""
+
+    run_id: bytes = bounded(exact_len=RUN_ID_BYTES)
+    record: bytes = bounded(max_len=MAX_SIGNED_MESSAGE_BYTES)
 
 
 @message("fetch_request", max_bytes=256)

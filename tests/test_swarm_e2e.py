@@ -88,6 +88,8 @@ def test_unregistered_sybils_get_nothing_in(tmp_path):
     assert summary["sybil_records_accepted"] == 0
     assert summary["sybil_contributions_aggregated"] == 0
     assert summary["sybil_fetches_served"] == 0
+    assert summary["sybil_pushes_taken"] == 0
     assert summary["sybil_report"]["stores_attempted"] > 0  # they did flood
+    assert summary["sybil_report"]["pushes_attempted"] > 0
     assert len(summary["final_state_hashes"]) == 3 and len(set(summary["final_state_hashes"].values())) == 1
     assert all(peak > 0 for peak in summary["peak_rss_bytes"].values())

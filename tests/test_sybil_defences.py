@@ -1,8 +1,9 @@
-"""Sybil resistance: DHT store caps, chain-bound peer ids on streams, gather selection from on-chain standing."""
+"""Sybil resistance: DHT store caps, pushed records, chain-bound peer ids on streams, gather selection from on-chain standing."""
 
 import asyncio
 import dataclasses
 import hashlib
+import time
 
 import pytest
 from bittensor.sp_core import Keypair
@@ -11,11 +12,12 @@ from test_swarm_records import record_for
 
 from node.chain import DevChain, Neuron
 from node.outer.gather import select_gather
-from node.swarm import records, transfer
+from node.swarm import push, records, transfer
 from node.swarm.binding import ChainBindings, parse_commitment, signed_binding
+from node.swarm.swarm import Swarm
 from node.swarm.transfer import TransferError
 from node.verifier.scores import Scoreboard
-from protocol import signing
+from protocol import signing, wire
 from protocol.messages import ContributionMeta, Metric, VerificationRecord
 
 RUN = b"\x07" * 32
@@ -83,6 +85,99 @@ def test_verdicts_have_a_cap_of_their_own(chain, keys):
 
     assert v.validate(record_for(verdict(keys["Bob"].ss58_address)))
     assert not v.validate(record_for(verdict(keys["Eve"].ss58_address)))
+
+
+def test_inbox_keeps_what_the_dht_validator_would_and_no_more(chain, keys):
+    alice, bob, eve = keys["Alice"], keys["Bob"], keys["Eve"]
+    chain.register(alice.ss58_address)
+    chain.register(bob.ss58_address)
+    inbox = push.Inbox(records.RunRecordValidator(RUN, chain, store_cap={**records.STORE_CAP, "contrib": 1}))
+    a1, b1 = contrib(alice, round_=1), contrib(bob, round_=1)
+    assert inbox.accept(wire.encode(a1)) and inbox.accept(wire.encode(b1))
+    assert not inbox.accept(wire.encode(contrib(eve)))  # unregistered
+    assert not inbox.accept(wire.encode(contrib(alice, round_=1, digest=b"\x09" * 32)))  # over Alice's cap for round 1
+    assert not inbox.accept(wire.encode(dataclasses.replace(a1, nbytes=6)))  # signature no longer matches
+    assert not inbox.accept(b"\xc1 not a message")
+    other_run = signing.sign(dataclasses.replace(contrib(alice, round_=2), run_id=b"\x08" * 32, signature=b""), alice)
+    assert not inbox.accept(wire.encode(other_run))
+    assert inbox.validator.rejected == {"unregistered": 1, "cap": 1, "invalid": 3}
+
+    key = records.round_key(RUN, "contrib", 1)
+    found = {alice.ss58_address: a1}  # the DHT returned Alice's only
+    inbox.fill(key, ContributionMeta, found)
+    assert found == {alice.ss58_address: a1, bob.ss58_address: b1} and inbox.filled == 1
+    inbox.fill(key, ContributionMeta, {})
+    assert inbox.filled == 2  # Alice's now came from the inbox too; Bob's is not counted twice
+    inbox.fill(key, VerificationRecord, found := {})
+    assert found == {}  # a read for another kind gets nothing
+
+    assert inbox.accept(wire.encode(contrib(alice, round_=5)))
+    inbox.forget_before(5)
+    assert inbox.nbytes == len(wire.encode(contrib(alice, round_=5)))
+    inbox.fill(key, ContributionMeta, found := {})
+    assert found == {}
+
+
+def test_inbox_is_bounded_in_bytes(chain, keys):
+    alice = keys["Alice"]
+    chain.register(alice.ss58_address)
+    one = len(wire.encode(contrib(alice, round_=0)))
+    inbox = push.Inbox(records.RunRecordValidator(RUN, chain), max_bytes=2 * one)
+    assert inbox.accept(wire.encode(contrib(alice, round_=0))) and inbox.accept(wire.encode(contrib(alice, round_=1)))
+    assert not inbox.accept(wire.encode(contrib(alice, round_=2)))  # full
+    inbox.forget_before(1)
+    assert inbox.accept(wire.encode(contrib(alice, round_=2)))
+
+
+def test_records_reach_bound_peers_without_the_dht_and_sybils_cannot_push(tmp_path, chain, keys):
+    alice, bob, eve = keys["Alice"], keys["Bob"], keys["Eve"]
+    chain.register(alice.ss58_address)
+    chain.register(bob.ss58_address)
+
+    async def nothing(kind, digest):
+        return None
+
+    async def scenario():
+        a = Swarm(RUN, chain, bootstrap=[], host="127.0.0.1", port=0, identity_path=tmp_path / "a" / "p2p.key")
+        await a.start(nothing)
+        b = Swarm(RUN, chain, bootstrap=a.visible_maddrs(), host="127.0.0.1", port=0, identity_path=tmp_path / "b" / "p2p.key")
+        await b.start(nothing)
+        sybil = await P2P.create(initial_peers=a.visible_maddrs(), host_maddrs=["/ip4/127.0.0.1/tcp/0"])
+        try:
+            chain.set_commitment(alice, signed_binding(RUN, alice, a.peer_id))
+            chain.set_commitment(bob, signed_binding(RUN, bob, b.peer_id))
+            for swarm in (a, b):
+                swarm.bindings.forget()
+            # Alice's record travels only by push (never stored in the DHT): Bob still reads it
+            record = contrib(alice, round_=3)
+            assert await push.push(a.p2p, [b.dht.peer_id], RUN, record) == 1
+            assert await b.get(records.round_key(RUN, "contrib", 3), ContributionMeta) == [record]
+            assert b.inbox.filled == 1
+            # put() also pushes, in the background, beside the DHT store
+            later = contrib(alice, round_=4)
+            await a.put(later, time.time() + 60)
+            key = records.round_key(RUN, "contrib", 4)
+            for _ in range(50):
+                b.inbox.fill(key, ContributionMeta, got := {})
+                if got:
+                    break
+                await asyncio.sleep(0.1)
+            assert got == {alice.ss58_address: later}
+            # An unbound peer's push is refused before a byte is read, whatever it carries
+            refused = b.refused_streams
+            assert await push.push(sybil, [b.dht.peer_id], RUN, contrib(bob, round_=7)) == 0
+            assert b.refused_streams == refused + 1
+            b.inbox.fill(records.round_key(RUN, "contrib", 7), ContributionMeta, got := {})
+            assert got == {}
+            # A bound peer relaying an unregistered signer's record gets it refused by the validator's rules
+            assert await push.push(a.p2p, [b.dht.peer_id], RUN, contrib(eve, round_=3)) == 0
+            assert b.inbox.validator.rejected["unregistered"] == 1
+        finally:
+            await sybil.shutdown()
+            await b.shutdown()
+            await a.shutdown()
+
+    asyncio.run(scenario())
 
 
 def test_commitments_bind_only_registered_signers(chain, keys):

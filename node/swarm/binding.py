@@ -101,6 +101,11 @@ class ChainBindings:
         await self.refresh()
         return set(self._by_hotkey)
 
+    async def bound_peers(self) -> list[bytes]:
+        """Every peer id a registered hotkey has bound: whom records are pushed to."""
+        await self.refresh()
+        return sorted(self._by_peer)
+
     def committed(self, hotkey: str) -> PeerBinding | None:
         """What the last read saw `hotkey` commit (no chain read)."""
         return self._by_hotkey.get(hotkey)

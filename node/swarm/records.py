@@ -131,19 +131,30 @@ class RunRecordValidator(RecordValidatorBase):
         value = MSGPackSerializer.loads(record.value)
         if not isinstance(value, bytes):
             raise ProtocolError("record value must be a wire message")
-        msg = wire.decode(value)
-        signing.verify(msg, self.run_id)  # also checks the run id
+        msg = self.decode_signed(value)
         if DHTID.generate(source=key_for(msg)).to_bytes() != record.key:
             raise ProtocolError("record stored under a key its content does not name")
         if MSGPackSerializer.loads(record.subkey) != msg.hotkey:
             raise ProtocolError("record subkey is not its signer's hotkey")
+        self.admit(msg, value)
+        return msg
+
+    def decode_signed(self, raw: bytes) -> Any:
+        """The signed message of this run that `raw` encodes; raises ProtocolError otherwise."""
+        msg = wire.decode(raw)
+        key_for(msg)  # only the kinds a run stores
+        signing.verify(msg, self.run_id)  # also checks the run id
+        return msg
+
+    def admit(self, msg: Any, raw: bytes) -> None:
+        """The rules on who may store what: a registered signer, a permit for manifests, the store cap.
+        Pushed records (node/swarm/push.py) pass the same rules as DHT records."""
         permits = self._permits()
         if msg.hotkey not in permits:
             raise UnregisteredHotkey(f"hotkey {msg.hotkey} is not registered")
         if isinstance(msg, RoundManifest) and not permits[msg.hotkey]:
             raise ProtocolError(f"manifest signer {msg.hotkey} holds no validator permit")
-        self._count(store_slot(msg), hashlib.sha256(record.value).digest())
-        return msg
+        self._count(store_slot(msg), hashlib.sha256(raw).digest())
 
     def _count(self, slot: tuple[str, str, int], digest: bytes) -> None:
         """Remember `digest` under `slot`; raises StoreCapExceeded past the kind's cap."""
@@ -161,16 +172,14 @@ class RunRecordValidator(RecordValidatorBase):
     def validate(self, record: DHTRecord) -> bool:
         try:
             self.check(record)
-        except UnregisteredHotkey:
-            self.rejected["unregistered"] += 1
-            return False
-        except StoreCapExceeded:
-            self.rejected["cap"] += 1
-            return False
-        except Exception:  # hostile input of any shape is simply not stored
-            self.rejected["invalid"] += 1
+        except Exception as e:  # hostile input of any shape is simply not stored
+            self.count_refusal(e)
             return False
         return True
+
+    def count_refusal(self, error: Exception) -> None:
+        reason = "unregistered" if isinstance(error, UnregisteredHotkey) else "cap" if isinstance(error, StoreCapExceeded) else "invalid"
+        self.rejected[reason] += 1
 
     def merge_with(self, other: RecordValidatorBase) -> bool:
         return isinstance(other, RunRecordValidator) and other.run_id == self.run_id

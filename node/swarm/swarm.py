@@ -1,6 +1,10 @@
 """A node's presence in the swarm: the hivemind DHT for signed records and the
 same libp2p daemon's streams for bulk bytes.
 
+Every record stored in the DHT is also pushed to the chain-bound peers
+(node/swarm/push.py), and reads merge both: Sybils standing near a DHT key
+cannot make honest records vanish.
+
 Records read back from the DHT are decoded and verified again here: the local
 DHT validator already filtered them, but this keeps the node's own logic from
 ever seeing an unchecked message, whatever the DHT process did.
@@ -26,7 +30,7 @@ from hivemind.utils import get_dht_time
 from hivemind.utils.multiaddr import Multiaddr
 
 from node.chain import ChainView
-from node.swarm import records, transfer
+from node.swarm import push, records, transfer
 from node.swarm.binding import ChainBindings
 from protocol import signing, wire
 from protocol.wire import ProtocolError
@@ -74,6 +78,8 @@ class Swarm:
         self.bytes_served = {"payload": 0, "state": 0}
         self.bindings = ChainBindings(run_id, chain)  # who may open streams to us, and whom we fetch from
         self.refused_streams = 0
+        self.inbox = push.Inbox(records.RunRecordValidator(run_id, chain))
+        self._pushes: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
 
     async def start(self, lookup: transfer.BlobLookup) -> None:
@@ -97,6 +103,7 @@ class Swarm:
             return data
 
         await transfer.serve(self.p2p, self.run_id, counted, self._bound)
+        await push.serve(self.p2p, self.run_id, self.inbox, self._bound)
         if self.bootstrap:
             self._watchdog = asyncio.create_task(self._keep_joined(), name="swarm-rejoin")
 
@@ -139,8 +146,12 @@ class Swarm:
         return [str(a) for a in self.dht.get_visible_maddrs()]
 
     async def put(self, msg: object, expires_at: float) -> bool:
-        """Store a signed message under the key its content names."""
+        """Store a signed message under the key its content names, and push it to the bound peers
+        (in the background: an offline peer must not hold up the round). Whether the DHT took it."""
         assert self.dht is not None
+        task = asyncio.create_task(self._push(msg), name="record-push")
+        self._pushes.add(task)
+        task.add_done_callback(self._pushes.discard)
         expires_at = min(expires_at, get_dht_time() + records.MAX_RECORD_TTL - 60)
         return bool(
             await self.dht.store(
@@ -148,23 +159,30 @@ class Swarm:
             )
         )
 
+    async def _push(self, msg: object) -> None:
+        assert self.p2p is not None
+        peers = [PeerID(p) for p in await self.bindings.bound_peers() if p != self.peer_id]
+        await push.push(self.p2p, peers, self.run_id, msg)
+
     async def get(self, key: str, kind: type[M]) -> list[M]:
-        """Every valid `kind` message stored under `key`, one per signer."""
+        """Every valid `kind` message stored under `key` or pushed to us for it, one per signer."""
         assert self.dht is not None
         found = await self.dht.get(key, latest=True, return_future=True)
-        if found is None or not isinstance(found.value, dict):
-            return []
-        messages = []
-        for subkey, item in found.value.items():
+        messages: dict[str, M] = {}
+        for subkey, item in (found.value.items() if found is not None and isinstance(found.value, dict) else ()):
             try:
                 msg = wire.decode(item.value, kind)
                 signing.verify(msg, self.run_id)
                 if msg.hotkey != subkey:  # type: ignore[attr-defined]
                     raise ProtocolError("subkey is not the signer")
-                messages.append(msg)
+                messages[subkey] = msg
             except ProtocolError as e:
                 log.warning("ignoring record under %s: %s", key, e)
-        return messages
+        self.inbox.fill(key, kind, messages)
+        return list(messages.values())
+
+    def forget_before(self, round_: int) -> None:
+        self.inbox.forget_before(round_)
 
     async def fetch(self, peer_id: bytes, kind: str, digest: bytes, max_bytes: int, timeout: float = 60.0) -> bytes:
         """Bytes whose sha256 (payloads) the caller checks; raises TransferError."""
@@ -183,6 +201,8 @@ class Swarm:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        for task in list(self._pushes):
+            task.cancel()
         if self.dht is not None:
             await asyncio.to_thread(self.dht.shutdown)
             self.dht = None
