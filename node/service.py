@@ -548,8 +548,8 @@ class SwarmNode:
         candidates = {h: neurons[h] for h in gathered.vectors if h in neurons}
         await self._collect_verdicts(r, list(candidates))
         chosen = select_gather(self.scores, candidates, r, self.spec.outer.gather_size, self.spec.outer.probation_slots)
-        entries = tuple(ManifestEntry(hotkey=h, digest=gathered.metas[h].digest) for h in chosen)
-        result = await asyncio.to_thread(self._aggregate, [gathered.vectors[h] for h in chosen])
+        entries = tuple(ManifestEntry(hotkey=h, digest=gathered.metas[h].digest, weight=w) for h, w in chosen.items())
+        result = await asyncio.to_thread(self._aggregate, [gathered.vectors[h] for h in chosen], list(chosen.values()))
         manifest = RoundManifest(
             run_id=self.run_id,
             round=r,
@@ -566,9 +566,9 @@ class SwarmNode:
 
     # ------------------------------------------------------------------ apply / sync
 
-    def _aggregate(self, vectors: list[torch.Tensor]) -> OuterState:
+    def _aggregate(self, vectors: list[torch.Tensor], weights: list[float]) -> OuterState:
         result = self.state.clone()
-        self.outer.step(result, robust_mean(vectors))
+        self.outer.step(result, robust_mean(vectors, weights))
         return result
 
     async def _apply(self, r: int, manifest: RoundManifest) -> None:
@@ -582,7 +582,7 @@ class SwarmNode:
                 log.warning("round %d: cannot obtain %s's payload; will sync the state instead", r, entry.hotkey)
                 return
             vectors.append(vector)
-        result = await asyncio.to_thread(self._aggregate, vectors)
+        result = await asyncio.to_thread(self._aggregate, vectors, [e.weight for e in manifest.entries])
         self._adopt(result, r + 1)
 
     async def _fetch_entry(self, r: int, entry: ManifestEntry, manifest: RoundManifest) -> torch.Tensor | None:

@@ -48,10 +48,21 @@ class ContributionMeta:
     signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
 
 
+MIN_ENTRY_WEIGHT = 0.5  # a manifest may count one contribution at most twice as much as another
+
+
 @dataclass(frozen=True)
 class ManifestEntry:
+    """One contribution by its payload digest; in a manifest also its aggregation weight, which the
+    signer derives from on-chain standing (node/outer/gather.py) and the protocol bounds."""
+
     hotkey: str = bounded(max_len=MAX_HOTKEY)
     digest: bytes = bounded(exact_len=DIGEST_BYTES)
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not MIN_ENTRY_WEIGHT <= self.weight <= 1.0:  # also refuses NaN
+            raise ValueError(f"entry weight {self.weight} outside [{MIN_ENTRY_WEIGHT}, 1]")
 
 
 @message("round_manifest", max_bytes=MAX_SIGNED_MESSAGE_BYTES)

@@ -36,6 +36,16 @@ def test_aggregation_is_bitwise_reproducible_and_order_defined():
     assert torch.equal(a, b)
 
 
+def test_weights_scale_each_clipped_contribution_and_equal_weights_change_nothing():
+    vs = [torch.full((4,), 1.0), torch.full((4,), 2.0), torch.full((4,), 100.0)]  # the last is clipped to norm 4
+    assert torch.equal(robust_mean(vs, [1.0, 1.0, 1.0]), robust_mean(vs))
+    assert torch.allclose(robust_mean(vs, [1.0, 0.5, 0.5]), torch.full((4,), (1.0 + 0.5 * 2.0 + 0.5 * 2.0) / 2.0))
+    with pytest.raises(ValueError):
+        robust_mean(vs, [1.0, 1.0])
+    with pytest.raises(ValueError):
+        robust_mean(vs, [1.0, 0.0, 1.0])
+
+
 def test_empty_aggregate():
     with pytest.raises(ValueError):
         robust_mean([])

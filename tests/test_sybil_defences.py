@@ -257,7 +257,9 @@ def test_gather_ranks_by_chain_standing_and_local_verdicts():
     }
     chosen = select_gather(board, candidates, round_=3, gather_size=10, probation_slots=2)
     assert set(chosen) == {"weighted", "rewarded", "checked", "new1", "new2"}
-    assert chosen == sorted(chosen, key=lambda h: (-candidates[h].stake, h))  # the manifest's order
+    assert list(chosen) == sorted(chosen, key=lambda h: (-candidates[h].stake, h))  # the manifest's order
+    # weights follow the same rank: the best chain standing 1.0, 0.2 incentive against 0.5 weight 0.7, newcomers 0.5
+    assert (chosen["weighted"], chosen["rewarded"], chosen["new1"], chosen["new2"]) == (1.0, 0.7, 0.5, 0.5)
     # a small gather set takes the best established hotkeys: chain standing counts, so does the local pass rate
     assert set(select_gather(board, candidates, 3, gather_size=2, probation_slots=2)) == {"weighted", "checked"}
     # newcomers never take more than the probation slots, however many register

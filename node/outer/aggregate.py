@@ -1,11 +1,13 @@
-"""Robust aggregation of a manifest's contributions: clip each to the median norm, then average.
+"""Robust aggregation of a manifest's contributions: clip each to the median norm, then take
+the mean weighted by the manifest's entry weights.
 
 Every honest node must reach the same bits, so the rule is written for
-reproducibility: norms are summed in float64 and the clip factors rounded to
-float32 before use (a last-bit difference in a reduction cannot flip them in
-practice), and contributions are accumulated in manifest order with plain
-elementwise float32 operations. A node that still lands elsewhere finds out
-from the signed result hash and re-syncs.
+reproducibility: norms are summed in float64 and each contribution's scale
+(clip factor times weight) rounded to float32 before use (a last-bit
+difference in a reduction cannot flip them in practice), and contributions are
+accumulated in manifest order with plain elementwise float32 operations. A
+node that still lands elsewhere finds out from the signed result hash and
+re-syncs.
 """
 
 from __future__ import annotations
@@ -28,11 +30,14 @@ def clip_factors(vectors: Sequence[torch.Tensor]) -> list[float]:
     return factors
 
 
-def robust_mean(vectors: Sequence[torch.Tensor]) -> torch.Tensor:
-    """Median-norm-clipped mean of flat float32 CPU vectors, in the given order."""
+def robust_mean(vectors: Sequence[torch.Tensor], weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Median-norm-clipped mean of flat float32 CPU vectors, weighted (equally if no `weights`), in the given order."""
     if not vectors:
         raise ValueError("nothing to aggregate")
+    weights = [1.0] * len(vectors) if weights is None else list(weights)
+    if len(weights) != len(vectors) or not all(w > 0 for w in weights):
+        raise ValueError("one positive weight per contribution")
     total = torch.zeros_like(vectors[0], dtype=torch.float32, device="cpu")
-    for vector, factor in zip(vectors, clip_factors(vectors)):
-        total.add_(vector.to("cpu", torch.float32), alpha=factor)
-    return total.div_(len(vectors))
+    for vector, factor, weight in zip(vectors, clip_factors(vectors), weights):
+        total.add_(vector.to("cpu", torch.float32), alpha=float(np.float32(factor * weight)))
+    return total.div_(sum(weights))
