@@ -13,7 +13,6 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -39,6 +38,7 @@ from node.data.sources import open_corpus
 from node.fsutil import atomic_write
 from node.memory import PeakRss
 from node.outer.aggregate import robust_mean
+from node.outer.contributions import ContributionPool, Gathered
 from node.outer.gather import select_gather
 from node.outer.optimizer import OuterOptimizer, OuterState
 from node.swarm.binding import RENEW_BEFORE, signed_binding
@@ -53,7 +53,7 @@ from node.verifier.scores import Scoreboard
 from node.verifier.verifier import Contribution, Verifier, VerifierSettings
 from protocol import signing
 from protocol.assignment import assign_pages, derive, eval_pages
-from protocol.compression import CompressionError, ErrorFeedback, get_codec
+from protocol.compression import ErrorFeedback, get_codec
 from protocol.messages import (
     ContributionMeta,
     ManifestEntry,
@@ -74,21 +74,6 @@ MAX_VALIDATOR_SLOTS = 4
 KEPT_ROUNDS = 3  # payloads and states kept in memory for peers that ask late
 CHAIN_REFRESH_SECONDS = 12.0
 PAYLOAD_FILE_ROUNDS = 32  # own payloads stay on disk this long (what was published, for later inspection)
-
-
-@dataclass
-class Gathered:
-    """Decoded contributions of one round, by hotkey."""
-
-    metas: dict[str, ContributionMeta] = field(default_factory=dict)
-    vectors: dict[str, torch.Tensor] = field(default_factory=dict)
-    rejected: set[bytes] = field(default_factory=set)  # digests that failed checks: never retried
-    first_seen: dict[str, float] = field(default_factory=dict)  # when each announcement reached us
-    pending: dict[str, asyncio.Task] = field(default_factory=dict)  # fetches in flight, by hotkey
-
-    def cancel_pending(self) -> None:
-        for task in self.pending.values():
-            task.cancel()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,9 +123,8 @@ class SwarmNode:
             port=config.port,
             identity_path=self.data_dir / "p2p.key",
         )
-        self.payloads: dict[bytes, tuple[int, bytes]] = {}  # digest -> (round, bytes)
+        self.contributions = ContributionPool(self.run_id, self.swarm, self._get, self.codec, spec.codec.name, self.schedule)
         self.states: dict[bytes, tuple[int, OuterState]] = {}  # state hash -> (round, state)
-        self.gathered: dict[int, Gathered] = {}
         self.corpus: Corpus
         self.state: OuterState
         self.state_hash = b""
@@ -167,7 +151,7 @@ class SwarmNode:
         self.eval_page_ids = eval_pages(self.run_id, self.corpus.num_pages, self.spec.data.eval_pages)
         self.excluded = frozenset(self.eval_page_ids)
         self.model = node_model(self.spec.model.preset, self.spec.model.seed, self.device, self.config.activation_checkpointing)
-        self.numel = params.numel(self.model)
+        self.numel = self.contributions.numel = params.numel(self.model)
         self._adopt(OuterState.fresh(params.flatten(self.model)), round_=0)
         try:
             saved = load_checkpoint(self.checkpoint_path, self.numel)
@@ -204,10 +188,7 @@ class SwarmNode:
 
     async def _lookup(self, kind: str, digest: bytes) -> bytes | None:
         if kind == "payload":
-            held = self.payloads.get(digest)
-            if held is None or time.time() < self.schedule.deadlines(held[0]).reveal:
-                return None  # embargoed until the round's reveal time: nobody copies it in time
-            return held[1]
+            return self.contributions.revealed_payload(digest)
         held_state = self.states.get(digest)
         if held_state is None:
             return None
@@ -369,7 +350,6 @@ class SwarmNode:
 
     async def _publish(self, r: int, payload: bytes) -> None:
         digest = hashlib.sha256(payload).digest()
-        self.payloads[digest] = (r, payload)
         await asyncio.to_thread(atomic_write, self.data_dir / "payloads" / f"{r}-{digest.hex()}.bin", payload)
         meta = ContributionMeta(
             run_id=self.run_id,
@@ -381,88 +361,33 @@ class SwarmNode:
             codec=self.spec.codec.name,
             base_state_hash=self.state_hash,
         )
-        gathered = self.gathered.setdefault(r, Gathered())
-        gathered.metas[self.hotkey] = meta
-        gathered.vectors[self.hotkey] = self.codec.decode(payload, self.numel)
+        self.contributions.add_own(meta, payload)
         await self.swarm.put(signing.sign(meta, self.keypair), self.schedule.deadlines(r).end + self.schedule.round_seconds)
 
     async def _steal(self, r: int, deadline: float) -> bytes | None:
         """The copy adversary: republish the first other payload it can get, as its own."""
         while time.time() < deadline:
-            gathered = await self._gather_once(r)
+            gathered = await self.contributions.poll(r)
             for hotkey in sorted(gathered.vectors):
-                if hotkey != self.hotkey and gathered.metas[hotkey].digest in self.payloads:
-                    return self.payloads[gathered.metas[hotkey].digest][1]
+                if hotkey != self.hotkey and gathered.metas[hotkey].digest in self.contributions.payloads:
+                    return self.contributions.payloads[gathered.metas[hotkey].digest][1]
             await asyncio.sleep(POLL_SECONDS)
         return None
 
     # ------------------------------------------------------------------ gather
 
-    async def _gather_once(self, r: int) -> Gathered:
-        """Fetch and decode every newly announced, well-formed contribution of round r."""
-        gathered = self.gathered.setdefault(r, Gathered())
-        metas = await self._get(round_key(self.run_id, "contrib", r), ContributionMeta)
-        reveal = self.schedule.deadlines(r).reveal
-        for meta in metas:
-            seen = gathered.first_seen.setdefault(meta.hotkey, time.time())
-            if seen > reveal and meta.hotkey not in gathered.vectors:
-                if meta.digest not in gathered.rejected:
-                    log.warning("ignoring %s's contribution: announced after the reveal time", meta.hotkey)
-                    gathered.rejected.add(meta.digest)
-                continue
-            if time.time() >= reveal and self._wanted(gathered, meta):
-                # In the background: a slow or silent peer must not hold up the round.
-                gathered.pending[meta.hotkey] = asyncio.create_task(self._fetch_into(gathered, meta))
-        return gathered
-
-    async def _fetch_into(self, gathered: Gathered, meta: ContributionMeta) -> None:
-        try:
-            vector = await self._fetch_payload(meta, gathered)
-            if vector is not None:
-                gathered.metas[meta.hotkey] = meta
-                gathered.vectors[meta.hotkey] = vector
-        finally:
-            gathered.pending.pop(meta.hotkey, None)
-
-    def _wanted(self, gathered: Gathered, meta: ContributionMeta) -> bool:
-        if meta.hotkey in gathered.vectors or meta.hotkey in gathered.pending or meta.digest in gathered.rejected:
-            return False
-        if meta.codec != self.spec.codec.name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
-            gathered.rejected.add(meta.digest)
-            log.warning("rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
-            return False
-        return True
-
-    async def _fetch_payload(self, meta: ContributionMeta, gathered: Gathered) -> torch.Tensor | None:
-        try:
-            data = await self.swarm.fetch(meta.peer_id, "payload", meta.digest, meta.nbytes, timeout=20.0)
-        except TransferError as e:
-            log.info("payload of %s not fetched yet: %s", meta.hotkey, e)
-            return None
-        if hashlib.sha256(data).digest() != meta.digest or len(data) != meta.nbytes:
-            gathered.rejected.add(meta.digest)
-            log.warning("payload from %s does not match its signed digest", meta.hotkey)
-            return None
-        try:
-            vector = await asyncio.to_thread(self.codec.decode, data, self.numel)
-        except CompressionError as e:
-            gathered.rejected.add(meta.digest)
-            log.warning("payload from %s rejected: %s", meta.hotkey, e)
-            return None
-        self.payloads[meta.digest] = (meta.round, data)  # we can serve it on too
-        return vector
-
     # ------------------------------------------------------------------ verify
 
     async def _verify(self, r: int, base: OuterState, base_hash: bytes) -> None:
         """Check a sample of round r's contributions against θ_r while the next round trains."""
-        gathered = self.gathered.get(r)
+        gathered = self.contributions.rounds.get(r)
         if gathered is None:
             return
+        payloads = self.contributions.payloads
         contributions = {
-            h: Contribution(gathered.metas[h], v, self.payloads[gathered.metas[h].digest][1])
+            h: Contribution(gathered.metas[h], v, payloads[gathered.metas[h].digest][1])
             for h, v in gathered.vectors.items()
-            if gathered.metas[h].digest in self.payloads
+            if gathered.metas[h].digest in payloads
         }
         started = time.time()
         records = await asyncio.to_thread(self.verifier.verify_round, r, base, base_hash, contributions)
@@ -524,7 +449,7 @@ class SwarmNode:
         my_rank = next((i for i, n in enumerate(validators) if n.hotkey == self.hotkey), None)
         neurons = {n.hotkey: n for n in self._neurons()}
         while True:
-            gathered = await self._gather_once(r)
+            gathered = await self.contributions.poll(r)
             manifest = await self._best_manifest(r)
             if manifest is not None:
                 return manifest
@@ -572,37 +497,18 @@ class SwarmNode:
         return result
 
     async def _apply(self, r: int, manifest: RoundManifest) -> None:
-        gathered = self.gathered.setdefault(r, Gathered())
+        gathered = self.contributions.round(r)
         vectors = []
         for entry in manifest.entries:
             vector = gathered.vectors.get(entry.hotkey)
             if vector is None or gathered.metas[entry.hotkey].digest != entry.digest:
-                vector = await self._fetch_entry(r, entry, manifest)
+                vector = await self.contributions.fetch_entry(entry, manifest.hotkey)
             if vector is None:
                 log.warning("round %d: cannot obtain %s's payload; will sync the state instead", r, entry.hotkey)
                 return
             vectors.append(vector)
         result = await asyncio.to_thread(self._aggregate, vectors, [e.weight for e in manifest.entries])
         self._adopt(result, r + 1)
-
-    async def _fetch_entry(self, r: int, entry: ManifestEntry, manifest: RoundManifest) -> torch.Tensor | None:
-        """A manifest entry we lack: ask its author, then the signer, who holds every payload it named."""
-        for hotkey in (entry.hotkey, manifest.hotkey):
-            peer_id = await self.swarm.bindings.peer_of(hotkey)
-            if peer_id is None:
-                continue
-            try:
-                limit = self.codec.max_payload_bytes(self.numel)
-                data = await self.swarm.fetch(peer_id, "payload", entry.digest, limit, timeout=20.0)
-            except TransferError:
-                continue
-            if hashlib.sha256(data).digest() != entry.digest:
-                continue
-            try:
-                return await asyncio.to_thread(self.codec.decode, data, self.numel)
-            except CompressionError:
-                return None
-        return None
 
     async def _sync(self, manifest: RoundManifest, deadline: float) -> bool:
         """Download the state the manifest's signer vouched for, from anyone who holds it."""
@@ -666,11 +572,7 @@ class SwarmNode:
 
     def _forget_before(self, r: int) -> None:
         self.swarm.forget_before(r)
-        for old in [k for k in self.gathered if k < r]:
-            self.gathered.pop(old).cancel_pending()
-        for digest, (pr, _) in list(self.payloads.items()):
-            if pr < r:
-                del self.payloads[digest]
+        self.contributions.forget_before(r)
         for path in (self.data_dir / "payloads").glob("*.bin"):
             round_text = path.name.split("-", 1)[0]
             if round_text.isdigit() and int(round_text) < r - PAYLOAD_FILE_ROUNDS:

@@ -59,8 +59,8 @@ def test_payloads_are_embargoed_until_the_reveal_time(tmp_path):
     node = make_node(tmp_path, chain)
     now = time.time()
     current = node.schedule.round_at(now)
-    node.payloads[b"d" * 32] = (current + 1, b"next round's payload")  # its reveal is in the future
-    node.payloads[b"e" * 32] = (current - 1, b"last round's payload")  # revealed long ago
+    node.contributions.payloads[b"d" * 32] = (current + 1, b"next round's payload")  # its reveal is in the future
+    node.contributions.payloads[b"e" * 32] = (current - 1, b"last round's payload")  # revealed long ago
     assert asyncio.run(node._lookup("payload", b"d" * 32)) is None
     assert asyncio.run(node._lookup("payload", b"e" * 32)) == b"last round's payload"
     assert asyncio.run(node._lookup("payload", b"x" * 32)) is None
