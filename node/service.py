@@ -122,6 +122,7 @@ class SwarmNode:
             host=config.host,
             port=config.port,
             identity_path=self.data_dir / "p2p.key",
+            round_now=lambda: self.schedule.round_at(time.time()),
         )
         self.contributions = ContributionPool(self.run_id, self.swarm, self._get, self.codec, spec.codec.name, self.schedule)
         self.states: dict[bytes, tuple[int, OuterState]] = {}  # state hash -> (round, state)

@@ -118,15 +118,31 @@ def test_inbox_keeps_what_the_dht_validator_would_and_no_more(chain, keys):
     assert found == {}
 
 
-def test_inbox_is_bounded_in_bytes(chain, keys):
-    alice = keys["Alice"]
-    chain.register(alice.ss58_address)
-    one = len(wire.encode(contrib(alice, round_=0)))
-    inbox = push.Inbox(records.RunRecordValidator(RUN, chain), max_bytes=2 * one)
+def test_inbox_is_bounded_in_bytes_per_signer_and_in_total(chain, keys):
+    registered = [keys["Alice"], keys["Bob"]]
+    for kp in registered:
+        chain.register(kp.ss58_address)
+    one = len(wire.encode(contrib(keys["Alice"], round_=0)))
+    inbox = push.Inbox(records.RunRecordValidator(RUN, chain), max_bytes=push.SIGNER_SHARE * 2 * one)
+    alice, bob = registered
     assert inbox.accept(wire.encode(contrib(alice, round_=0))) and inbox.accept(wire.encode(contrib(alice, round_=1)))
-    assert not inbox.accept(wire.encode(contrib(alice, round_=2)))  # full
+    assert not inbox.accept(wire.encode(contrib(alice, round_=2)))  # Alice used her share
+    assert inbox.accept(wire.encode(contrib(bob, round_=2)))  # Bob still has his
     inbox.forget_before(1)
     assert inbox.accept(wire.encode(contrib(alice, round_=2)))
+    small = push.Inbox(records.RunRecordValidator(RUN, chain), max_bytes=one)  # a share smaller than one record
+    assert not small.accept(wire.encode(contrib(alice, round_=0)))
+
+
+def test_inbox_takes_only_rounds_near_the_current_one(chain, keys):
+    alice = keys["Alice"]
+    chain.register(alice.ss58_address)
+    inbox = push.Inbox(records.RunRecordValidator(RUN, chain), round_now=lambda: 20)
+    assert inbox.accept(wire.encode(contrib(alice, round_=20 - push.ROUNDS_BEHIND)))
+    assert inbox.accept(wire.encode(contrib(alice, round_=20 + push.ROUNDS_AHEAD)))
+    assert not inbox.accept(wire.encode(contrib(alice, round_=20 + push.ROUNDS_AHEAD + 1)))  # minted far ahead
+    assert not inbox.accept(wire.encode(contrib(alice, round_=20 - push.ROUNDS_BEHIND - 1)))
+    assert inbox.validator.rejected["invalid"] == 2
 
 
 def test_records_reach_bound_peers_without_the_dht_and_sybils_cannot_push(tmp_path, chain, keys):

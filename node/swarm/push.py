@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +31,14 @@ from hivemind.p2p import P2P, PeerID
 from node.swarm import records, transfer
 from protocol import wire
 from protocol.messages import RecordPush
+from protocol.wire import ProtocolError
 
 log = logging.getLogger(__name__)
 
 PUSH_TIMEOUT = 5.0
 INBOX_BYTES = 64 << 20  # pushed records kept at most; more are refused until old rounds are forgotten
+SIGNER_SHARE = 16  # one signer may hold at most 1/16 of the inbox: filling it takes 16 registrations
+ROUNDS_BEHIND, ROUNDS_AHEAD = 8, 2  # records for other rounds are refused: a round number costs nothing to mint
 
 
 def stream_name(run_id: bytes) -> str:
@@ -52,22 +56,33 @@ class _Held:
 class Inbox:
     """Records pushed to this node, checked like DHT records, one per (key, signer), bounded in bytes.
 
+    Beyond the DHT validator's rules, a registered signer is held to records of
+    rounds near the current one (when `round_now` is given) and to a share of
+    the inbox, so that one stake cannot crowd out the others' records.
     `accept` may run in a worker thread (the validator reads the chain), so the
     maps are guarded by a lock. `filled` counts the records that reads found
     only here: what the DHT would have lost.
     """
 
-    def __init__(self, validator: records.RunRecordValidator, max_bytes: int = INBOX_BYTES):
+    def __init__(self, validator: records.RunRecordValidator, max_bytes: int = INBOX_BYTES,
+                 round_now: Callable[[], int] | None = None):
         self.validator = validator
         self.max_bytes = max_bytes
+        self.round_now = round_now
         self.nbytes = 0
         self.filled = 0
         self._by_key: dict[str, dict[str, _Held]] = {}
+        self._by_signer: dict[str, int] = {}  # bytes held per signer
         self._lock = threading.Lock()
 
     def accept(self, raw: bytes) -> bool:
         try:
             msg = self.validator.decode_signed(raw)
+            round_ = getattr(msg, "round", None)
+            if self.round_now is not None and round_ is not None:
+                now = self.round_now()
+                if not now - ROUNDS_BEHIND <= round_ <= now + ROUNDS_AHEAD:
+                    raise ProtocolError(f"record for round {round_} while round {now} runs")
             self.validator.admit(msg, raw)
         except Exception as e:  # hostile input of any shape is simply not kept
             self.validator.count_refusal(e)
@@ -76,12 +91,13 @@ class Inbox:
         key = records.key_for(msg)
         with self._lock:
             old = self._by_key.get(key, {}).get(msg.hotkey)
-            freed = old.nbytes if old else 0
-            if self.nbytes - freed + len(raw) > self.max_bytes:
-                log.warning("inbox holds %d bytes: refusing a pushed record until old rounds are forgotten", self.nbytes)
+            grows = len(raw) - (old.nbytes if old else 0)
+            if self.nbytes + grows > self.max_bytes or self._by_signer.get(msg.hotkey, 0) + grows > self.max_bytes // SIGNER_SHARE:
+                log.warning("inbox full (%d bytes, %s holds %d): refusing a pushed record", self.nbytes, msg.hotkey, self._by_signer.get(msg.hotkey, 0))
                 return False
-            self._by_key.setdefault(key, {})[msg.hotkey] = _Held(msg, len(raw), getattr(msg, "round", None))
-            self.nbytes += len(raw) - freed
+            self._by_key.setdefault(key, {})[msg.hotkey] = _Held(msg, len(raw), round_)
+            self.nbytes += grows
+            self._by_signer[msg.hotkey] = self._by_signer.get(msg.hotkey, 0) + grows
         return True
 
     def fill(self, key: str, kind: type, found: dict[str, Any]) -> None:
@@ -101,6 +117,7 @@ class Inbox:
                 for hotkey, item in list(held.items()):
                     if item.round is not None and item.round < round_:
                         self.nbytes -= item.nbytes
+                        self._by_signer[hotkey] -= item.nbytes
                         del held[hotkey]
                 if not held:
                     del self._by_key[key]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -66,7 +67,8 @@ async def rejoin(_dht: hivemind.DHT, node: DHTNode, maddrs: tuple[str, ...]) -> 
 
 
 class Swarm:
-    def __init__(self, run_id: bytes, chain: ChainView, *, bootstrap: list[str], host: str, port: int, identity_path: Path):
+    def __init__(self, run_id: bytes, chain: ChainView, *, bootstrap: list[str], host: str, port: int, identity_path: Path,
+                 round_now: Callable[[], int] | None = None):
         self.run_id = run_id
         self.chain = chain
         self.bootstrap = bootstrap
@@ -78,7 +80,7 @@ class Swarm:
         self.bytes_served = {"payload": 0, "state": 0}
         self.bindings = ChainBindings(run_id, chain)  # who may open streams to us, and whom we fetch from
         self.refused_streams = 0
-        self.inbox = push.Inbox(records.RunRecordValidator(run_id, chain))
+        self.inbox = push.Inbox(records.RunRecordValidator(run_id, chain), round_now=round_now)
         self._pushes: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
 
