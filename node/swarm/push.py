@@ -93,7 +93,7 @@ class Inbox:
             old = self._by_key.get(key, {}).get(msg.hotkey)
             grows = len(raw) - (old.nbytes if old else 0)
             if self.nbytes + grows > self.max_bytes or self._by_signer.get(msg.hotkey, 0) + grows > self.max_bytes // SIGNER_SHARE:
-                log.warning("inbox full (%d bytes, %s holds %d): refusing a pushed record", self.nbytes, msg.hotkey, self._by_signer.get(msg.hotkey, 0))
+                log.info("inbox full (%d bytes, %s holds %d): refusing a pushed record", self.nbytes, msg.hotkey, self._by_signer.get(msg.hotkey, 0))
                 return False
             self._by_key.setdefault(key, {})[msg.hotkey] = _Held(msg, len(raw), round_)
             self.nbytes += grows
