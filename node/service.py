@@ -26,10 +26,12 @@ from node.checkpoint.state import (
     StateError,
     load_checkpoint,
     load_feedback,
+    load_inner,
     max_state_bytes,
     parse_state,
     save_checkpoint,
     save_feedback,
+    save_inner,
     serialize_state,
 )
 from node.config import NodeConfig, RunSpec
@@ -106,6 +108,7 @@ class SwarmNode:
         self.data_dir = Path(config.data_dir)
         self.checkpoint_path = self.data_dir / "state.safetensors"
         self.feedback_path = self.data_dir / "error_feedback.safetensors"
+        self.inner_path = self.data_dir / "inner_optimizer.pt"
         self.device = ranks.device if ranks else resolve_device(config.device)
         self.rank_group = ranks  # torchrun: this is rank 0, the other ranks train with it (node/trainer/distributed.py)
         self.ranked: RankedTrainer | None = None
@@ -172,6 +175,12 @@ class SwarmNode:
             self.trainer = self.ranked.trainer
         else:
             self.trainer = InnerTrainer.from_spec(self.model, t, self.device)
+            try:
+                saved_inner = load_inner(self.inner_path)
+                if saved_inner is not None:
+                    self.trainer.load_state_dict(saved_inner)
+            except (StateError, ValueError, KeyError, TypeError, AttributeError) as e:
+                log.warning("ignoring the saved inner optimizer state: %s", e)
         self.audit.write_spec(self.spec)
         self.verifier = Verifier(
             self.run_id, self.keypair, self.spec.model.preset, self.corpus, self.excluded,
@@ -326,6 +335,8 @@ class SwarmNode:
         if self.state_round == r + 1 and (r + 1) % self.config.checkpoint_every == 0:
             await asyncio.to_thread(save_checkpoint, self.checkpoint_path, self.state, r + 1)
             await asyncio.to_thread(save_feedback, self.feedback_path, self.feedback.state_dict())
+            if self.ranked is None:  # under torchrun the moments live in the ranks (sharded with FSDP2): not saved yet
+                await asyncio.to_thread(save_inner, self.inner_path, self.trainer.state_dict())
         report["t_end"] = time.time()
         self._record(report)
         self._forget_before(r - KEPT_ROUNDS)

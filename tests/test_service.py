@@ -81,3 +81,30 @@ def test_restart_keeps_the_error_feedback_residual(tmp_path):
     again = make_node(tmp_path, chain)
     again._setup_compute()
     assert again.feedback.residual is None
+
+
+def test_restart_keeps_the_inner_optimizer(tmp_path):
+    from node.checkpoint.state import save_inner
+
+    chain = DevChain.create(tmp_path / "chain.sqlite")
+    node = make_node(tmp_path, chain)
+    node._setup_compute()
+    pages = node.corpus.pages(list(range(4)))
+    node.trainer.train(pages, steps=3, seed=1)
+    save_inner(node.inner_path, node.trainer.state_dict())
+    restarted = make_node(tmp_path, chain)
+    restarted._setup_compute()
+    assert restarted.trainer.step_count == 3  # warmup goes on where it stopped
+    saved = node.trainer.optimizer.state_dict()["state"]
+    loaded = restarted.trainer.optimizer.state_dict()["state"]
+    assert saved.keys() == loaded.keys() and all(torch.equal(saved[i]["exp_avg"], loaded[i]["exp_avg"]) for i in saved)
+
+    restarted.inner_path.write_bytes(b"junk")  # damaged: ignored, not fatal
+    assert make_node(tmp_path, chain)._setup_compute() is None
+    state = node.trainer.state_dict()
+    first = next(iter(state["optimizer"]["state"]))
+    state["optimizer"]["state"][first]["exp_avg"] = torch.zeros(3)  # another model's shapes
+    save_inner(node.inner_path, state)
+    again = make_node(tmp_path, chain)
+    again._setup_compute()
+    assert again.trainer.step_count == 0

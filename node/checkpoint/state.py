@@ -7,6 +7,7 @@ the resulting hash with one a permitted validator signed.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import torch
@@ -72,6 +73,28 @@ def load_feedback(path: Path, numel: int) -> dict[str, torch.Tensor]:
     if set(tensors) != {"residual"} or residual is None or tuple(residual.shape) != (numel,) or residual.dtype != torch.float32:
         raise StateError(f"{path}: not an error-feedback residual of this model")
     return {"residual": residual}
+
+
+def save_inner(path: Path, state: dict) -> None:
+    """The inner optimizer (AdamW moments and the step count that drives warmup): without it a
+    restarted node would warm up again from zero."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def load_inner(path: Path) -> dict | None:
+    """The saved inner optimizer state, or None if there is none; a damaged file is a StateError.
+    Only tensors and plain values are unpickled (weights_only), never code."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for damaged or hostile pickles
+        raise StateError(f"{path}: not an inner optimizer state: {e}") from None
+    if not isinstance(state, dict) or set(state) != {"optimizer", "step_count"}:
+        raise StateError(f"{path}: not an inner optimizer state")
+    return state
 
 
 def load_checkpoint(path: Path, numel: int) -> tuple[OuterState, int] | None:

@@ -193,6 +193,13 @@ class InnerTrainer:
         return {"optimizer": self.optimizer.state_dict(), "step_count": self.step_count}
 
     def load_state_dict(self, state: dict) -> None:
+        """Raises ValueError when the state is not this model's (torch checks the groups, not the shapes)."""
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        for index, slots in state["optimizer"].get("state", {}).items():
+            if not (isinstance(index, int) and 0 <= index < len(params)) or any(
+                torch.is_tensor(v) and v.ndim > 0 and v.shape != params[index].shape for v in slots.values()
+            ):
+                raise ValueError("the saved inner optimizer state does not fit this model")
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_count = int(state["step_count"])
 
