@@ -151,7 +151,13 @@ class RunSpec:
 
     @property
     def run_id(self) -> bytes:
-        canonical = json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":"))
+        """The hash of everything that makes the run what it is. Where a node finds its chain (the
+        dev chain's file, a bittensor endpoint) is left out: two nodes reaching the same subnet
+        through different endpoints must agree on the run, and two demos with the same options
+        get the same run id, hence the same page assignment and eval pages."""
+        identity = dataclasses.asdict(self)
+        identity["chain"] = {"kind": self.chain.kind, "netuid": self.chain.netuid}
+        canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).digest()
 
 

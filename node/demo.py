@@ -10,6 +10,7 @@ round logs and judges the run.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -104,7 +105,8 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
     total = peers + len(adversaries)
     for i in range(total):
         kind = adversaries[i - peers] if i >= peers else ""
-        keypair = new_hotkey(f"node{i}", "default", wallets)
+        # The same identities every time: two demos differ only in what their options change.
+        keypair = new_hotkey(f"node{i}", "default", wallets, seed=hashlib.sha256(f"gradswarm-demo/node{i}".encode()).digest())
         chain.register(keypair.ss58_address)
         chain.add_stake(keypair.ss58_address, 10.0 if kind else 1000.0 / (i + 1))  # node0 signs, node1 backs it up
         if kind:

@@ -66,16 +66,18 @@ def new_hotkey(
     hotkey: str = "default",
     root: Path = DEFAULT_WALLET_ROOT,
     overwrite: bool = False,
+    seed: bytes | None = None,
 ) -> Keypair:
     """Generate a hotkey (12-word mnemonic, sr25519) and save it unencrypted.
 
     An existing key is an identity that may hold a registration and stake, so
     it is only replaced with ``overwrite=True``; otherwise FileExistsError.
     Also writes ``<hotkey>pub.txt``, the public-only file btcli writes next to
-    it.
+    it. A 32-byte `seed` instead gives a reproducible key: for demos, whose
+    runs should assign the same pages every time so that they can be compared.
     """
     path = hotkey_path(wallet, hotkey, root)
-    keypair = Keypair.create_from_mnemonic(Keypair.generate_mnemonic(12))
+    keypair = Keypair.create_from_mnemonic(Keypair.generate_mnemonic(12)) if seed is None else Keypair.create_from_seed(seed)
     public = Keypair(ss58_address=keypair.ss58_address, public_key=bytes(keypair.public_key))
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:

@@ -1,6 +1,7 @@
 import pytest
 
 from node.config import (
+    ChainSpec,
     ConfigError,
     NodeConfig,
     RunSpec,
@@ -55,3 +56,11 @@ def test_bad_configs_say_what_is_wrong(text, message):
 def test_out_of_range_values(text, message):
     with pytest.raises(ConfigError, match=message):
         parse_run_file(text)
+
+
+def test_where_the_chain_is_reached_does_not_change_run_id():
+    base = RunSpec(chain=ChainSpec(kind="bittensor", network="finney", netuid=3))
+    other_endpoint = RunSpec(chain=ChainSpec(kind="bittensor", network="wss://lite.example:443", netuid=3))
+    assert base.run_id == other_endpoint.run_id
+    assert RunSpec(chain=ChainSpec(kind="bittensor", network="finney", netuid=4)).run_id != base.run_id
+    assert RunSpec(chain=ChainSpec(kind="dev", path="/a/chain.sqlite")).run_id == RunSpec(chain=ChainSpec(kind="dev", path="/b/chain.sqlite")).run_id

@@ -140,3 +140,10 @@ def test_directory_in_place_of_keyfile_is_rejected(tmp_path):
     with pytest.raises(KeyfileError, match="not a regular file"):
         load_hotkey("bad", root=tmp_path)
 
+
+def test_a_seeded_hotkey_is_the_same_identity_every_time(tmp_path):
+    seed = bytes(range(32))
+    first = new_hotkey("a", "default", tmp_path, seed=seed)
+    second = new_hotkey("b", "default", tmp_path, seed=seed)
+    assert first.ss58_address == second.ss58_address == load_hotkey("b", "default", tmp_path).ss58_address
+    assert new_hotkey("c", "default", tmp_path).ss58_address != first.ss58_address  # no seed: a fresh key
