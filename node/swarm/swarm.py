@@ -163,8 +163,11 @@ class Swarm:
 
     async def _push(self, msg: object) -> None:
         assert self.p2p is not None
-        peers = [PeerID(p) for p in await self.bindings.bound_peers() if p != self.peer_id]
-        await push.push(self.p2p, peers, self.run_id, msg)
+        try:
+            peers = [PeerID(p) for p in await self.bindings.bound_peers() if p != self.peer_id]
+            await push.push(self.p2p, peers, self.run_id, msg)
+        except Exception as e:  # a background task: the DHT copy stands, the next record tries again
+            log.warning("pushing a %s failed: %r", type(msg).__name__, e)
 
     async def get(self, key: str, kind: type[M]) -> list[M]:
         """Every valid `kind` message stored under `key` or pushed to us for it, one per signer."""
