@@ -94,17 +94,17 @@ def main() -> None:
             checked = check_pages(run_id, r, "verifier", h, assigned[h], settings.pages_per_check)
             inputs = CheckInputs(
                 theta=theta, vector=vectors[h], others=[vectors[o] for o in nodes if o != h],
-                assigned=corpus.pages(checked), control=control, stale=False, prior_specificity_sum=sum(prior), prior_count=len(prior),
+                assigned=corpus.pages(checked), control=control, stale=False, prior_specificities=tuple(prior),
             )
             tick = time.perf_counter()
             result = run_checks(scratch, inputs, t.seq_len, settings.windows_per_page, settings.tolerances, memo)
             check_seconds.append(time.perf_counter() - tick)
             if result.metrics["specificity_judged"]:
                 history[h].append(result.metrics["specificity"])
-            rows.append({"round": r, "node": h, **{k: result.metrics[k] for k in ("specificity", "mean_specificity", "work_ratio")},
+            rows.append({"round": r, "node": h, **{k: result.metrics[k] for k in ("specificity", "median_specificity", "work_ratio")},
                          "verdict": result.verdict, "reason": result.reason})
             print(f"round {r} {h:>11}: specificity {result.metrics['specificity']:+.3f} "
-                  f"mean {result.metrics['mean_specificity']:+.3f} -> {result.verdict} {result.reason}", flush=True)
+                  f"median {result.metrics['median_specificity']:+.3f} -> {result.verdict} {result.reason}", flush=True)
         theta = theta - spec.outer.lr * torch.stack([vectors[h] for h in nodes]).mean(0)
         print(f"round {r}: {time.time() - started:.0f} s", flush=True)
 
@@ -114,11 +114,11 @@ def main() -> None:
     summary = {
         "honest_nodes": args.honest,
         "rounds": args.rounds,
-        "threshold": settings.tolerances.min_mean_specificity,
+        "threshold": settings.tolerances.min_median_specificity,
         "honest_specificity_median": statistics.median(row["specificity"] for row in rows if row["node"] != CHEATER),
         "cheater_specificity_median": statistics.median(row["specificity"] for row in rows if row["node"] == CHEATER),
-        "honest_min_mean_specificity": min(row["mean_specificity"] for row in honest),
-        "cheater_max_mean_specificity": max(row["mean_specificity"] for row in cheater),
+        "honest_min_median_specificity": min(row["median_specificity"] for row in honest),
+        "cheater_max_median_specificity": max(row["median_specificity"] for row in cheater),
         "honest_fails": sum(row["verdict"] == "fail" for row in honest),
         "cheater_first_fail_round": next((row["round"] for row in cheater if row["verdict"] == "fail"), None),
         # Compute, one thread each: a full round of H inner steps, and one check (the control

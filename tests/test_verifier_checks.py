@@ -40,13 +40,13 @@ def round_():
     return pages, theta, updates, assigned
 
 
-def _check(round_, subject: str, prior_sum: float = 0.0, prior_count: int = 0, vector=None, memo=None, tol=Tolerances()):
+def _check(round_, subject: str, priors: tuple = (), vector=None, memo=None, tol=Tolerances()):
     pages, theta, updates, assigned = round_
     others = [v for h, v in sorted(updates.items()) if h != subject]
     inputs = CheckInputs(
         theta=theta, vector=updates[subject] if vector is None else vector, others=others,
         assigned=[pages[i] for i in assigned[subject]], control=[pages[8], pages[9]], stale=False,
-        prior_specificity_sum=prior_sum, prior_count=prior_count,
+        prior_specificities=tuple(priors),
     )
     return run_checks(build_model("tiny", 0), inputs, SEQ, WINDOWS, tol, memo)
 
@@ -60,23 +60,33 @@ def test_work_on_assigned_pages_is_specific(round_):
     assert honest.verdict == "pass" and elsewhere.verdict == "pass"  # one round alone never fails on specificity
 
 
-def test_running_mean_fails_training_elsewhere_and_passes_honest_work(round_):
+def test_running_median_fails_training_elsewhere_and_passes_honest_work(round_):
     tol = Tolerances()
     elsewhere = _check(round_, "elsewhere")
     spec = elsewhere.metrics["specificity"]
-    history = _check(round_, "elsewhere", prior_sum=2 * spec, prior_count=tol.min_history - 1)
+    history = _check(round_, "elsewhere", priors=(spec,) * (tol.min_history - 1))
     assert history.verdict == "fail" and "assigned pages not learned" in history.reason
-    assert history.metrics["mean_specificity"] == pytest.approx(spec)
-    honest = _check(round_, "honest", prior_sum=2 * 0.05, prior_count=tol.min_history - 1)
+    assert history.metrics["median_specificity"] == pytest.approx(spec)
+    honest = _check(round_, "honest", priors=(0.05,) * (tol.min_history - 1))
     assert honest.verdict == "pass"
+
+
+def test_one_lucky_round_does_not_carry_a_cheater(round_):
+    """The mean of (x, x, 0.9) would pass; the median does not."""
+    tol = Tolerances()
+    spec = _check(round_, "elsewhere").metrics["specificity"]
+    result = _check(round_, "elsewhere", priors=(0.9, spec))
+    assert result.verdict == "fail" and result.metrics["median_specificity"] == pytest.approx(spec)
+    assert (spec + spec + 0.9) / 3 > tol.min_median_specificity
+    assert result.metrics["prior_count"] == 2 and result.metrics["prior_specificity_0"] == 0.9
 
 
 def test_too_few_yardsticks_are_not_judged(round_):
     """With fewer usable peers than min_reference_peers the round neither counts nor fails."""
     tol = Tolerances(min_reference_peers=4)  # the fixture's rounds have 3 others
-    result = _check(round_, "elsewhere", prior_sum=-0.5, prior_count=tol.min_history, tol=tol)
+    result = _check(round_, "elsewhere", priors=(-0.5,) * tol.min_history, tol=tol)
     assert result.metrics["specificity_judged"] == 0.0 and result.metrics["specificity"] == 0.0
-    assert result.verdict == "pass" and result.metrics["mean_specificity"] == pytest.approx(-0.5 / tol.min_history)
+    assert result.verdict == "pass" and result.metrics["median_specificity"] == pytest.approx(-0.5)
 
 
 def test_noise_fails_at_once(round_):

@@ -82,8 +82,7 @@ class Replayer:
             assigned=pages[:n_assigned],
             control=pages[n_assigned:],
             stale=rec.claimed_base_hash != rec.base_state_hash,
-            prior_specificity_sum=rec.metric("prior_specificity_sum"),
-            prior_count=int(rec.metric("prior_count")),
+            prior_specificities=prior_specificities(rec),
         )
         result = run_checks(self.model, inputs, self.spec.train.seq_len, windows, tol)
         recorded = {m.name: m.value for m in rec.metrics}
@@ -104,3 +103,14 @@ def format_rows(rows: list[ReplayRow]) -> str:
     for r in rows:
         lines.append(f"{r.digest[:16]:<16} {r.round:>5} {r.subject[:12]:<12} {r.verdict:<7} {r.replayed:<8} {r.max_diff:>9.2e}  {r.problem}")
     return "\n".join(lines)
+
+
+def prior_specificities(rec: VerificationRecord) -> tuple[float, ...]:
+    """The verifier's history of the subject, as the record states it (an input of the verdict)."""
+    count = int(rec.metric("prior_count"))
+    if not 0 <= count <= len(rec.metrics):
+        raise AuditError(f"record claims {count} prior specificities")
+    try:
+        return tuple(rec.metric(f"prior_specificity_{i}") for i in range(count))
+    except StopIteration:
+        raise AuditError("record lacks a prior specificity it counts") from None

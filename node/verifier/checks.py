@@ -48,16 +48,17 @@ from node.trainer import params
 from node.trainer.inner import eval_loss
 
 MIN_GAIN = 1e-4  # nats: a gain below this says nothing about which pages an update learned
-SPECIFICITY_CLIP = 1.0  # one extreme round must not carry a running mean
+SPECIFICITY_CLIP = 1.0  # bounds what a record stores; the median over rounds ignores outliers anyway
 
 
 @dataclass(frozen=True)
 class Tolerances:
     max_norm_ratio: float = 5.0  # at most this many times the round's median norm
     min_work_ratio: float = 0.5  # below this in a single round: no work at all
-    # Mean specificity needed once `min_history` records exist; see the notes of the
-    # verification issue and benchmarks/specificity.py for the measured spread.
-    min_mean_specificity: float = 0.02
+    # Median specificity of the last judged records needed once `min_history` exist: a median,
+    # because one lucky round (pages that happen to resemble the ones trained on) must not carry
+    # a cheater. Honest record sequences of the demos never had a median below 0.032.
+    min_median_specificity: float = 0.02
     min_history: int = 3
     # The work metrics compare against this many of the round's other contributions (the
     # first ones in the record's order, which the verifier draws by seed): each costs a
@@ -86,8 +87,7 @@ class CheckInputs:
     assigned: Sequence[np.ndarray]  # token pages the subject was assigned
     control: Sequence[np.ndarray]  # token pages nobody was assigned
     stale: bool  # the contribution claims another base state than θ_r
-    prior_specificity_sum: float  # sum of the subject's recent specificities in this verifier's records
-    prior_count: int
+    prior_specificities: tuple[float, ...]  # the subject's recent judged specificities in this verifier's records
 
 
 @dataclass(frozen=True)
@@ -195,11 +195,13 @@ def run_checks(
 
     ev = _Evaluator(model, inputs.theta, seq_len, windows_per_page, weight=1.0 / (1 + len(others)), memo=memo or LossMemo())
     m.update(_work_metrics(ev, inputs, tol))
-    m["prior_specificity_sum"] = inputs.prior_specificity_sum
-    m["prior_count"] = float(inputs.prior_count)
+    m["prior_count"] = float(len(inputs.prior_specificities))
+    for i, value in enumerate(inputs.prior_specificities):
+        m[f"prior_specificity_{i}"] = value
     judged = m["specificity_judged"] == 1.0
-    count = inputs.prior_count + judged
-    m["mean_specificity"] = (inputs.prior_specificity_sum + m["specificity"]) / count if count else 0.0
+    window = [*inputs.prior_specificities, *([m["specificity"]] if judged else [])]
+    count = len(window)
+    m["median_specificity"] = statistics.median(window) if window else 0.0
 
     if inputs.stale:
         return CheckResult(m, "fail", "stale: not trained from this round's state")
@@ -209,6 +211,6 @@ def run_checks(
         return CheckResult(m, "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round")
     if m["work_ratio"] < tol.min_work_ratio:
         return CheckResult(m, "fail", f"no work on the assigned pages (work ratio {m['work_ratio']:.2f})")
-    if judged and count >= tol.min_history and m["mean_specificity"] < tol.min_mean_specificity:
-        return CheckResult(m, "fail", f"assigned pages not learned (mean specificity {m['mean_specificity']:+.3f} over {count} rounds)")
+    if judged and count >= tol.min_history and m["median_specificity"] < tol.min_median_specificity:
+        return CheckResult(m, "fail", f"assigned pages not learned (median specificity {m['median_specificity']:+.3f} over {count} rounds)")
     return CheckResult(m, "pass", "")

@@ -124,8 +124,7 @@ class Verifier:
             assigned=self.corpus.pages(assigned),
             control=control_tokens,
             stale=mine.meta.base_state_hash != base_hash,
-            prior_specificity_sum=float(sum(history)),
-            prior_count=len(history),
+            prior_specificities=tuple(history),
         )
         result = run_checks(self.model, inputs, self.seq_len, s.windows_per_page, s.tolerances, memo)
         if result.metrics["specificity_judged"]:
