@@ -172,7 +172,7 @@ def _work_metrics(ev: _Evaluator, inputs: CheckInputs, tol: Tolerances) -> dict[
     m["own_log_ratio"] = own if own is not None else 0.0
     m["peers_log_ratio"] = statistics.median(peers) if peers else 0.0
     # Not judged when the subject's own gains are too small (the work ratio judges
-    # that) or too few peers are a yardstick: left out of the running mean, not a guess.
+    # that) or too few peers are a yardstick: left out of the running median, not a guess.
     judged = own is not None and len(peers) >= tol.min_reference_peers
     m["specificity_judged"] = float(judged)
     m["specificity"] = max(-SPECIFICITY_CLIP, min(SPECIFICITY_CLIP, own - m["peers_log_ratio"])) if judged else 0.0
