@@ -7,12 +7,13 @@ import asyncio
 import logging
 import os
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 
 from node.config import ConfigError, NodeConfig, RunSpec
 
 
-def _setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -41,15 +42,21 @@ def _wallet_root(config: NodeConfig) -> Path:
 
 
 def cmd_node_run(args: argparse.Namespace) -> int:
+    return run_node(Path(args.config), args.rounds, nproc=args.nproc, verbose=args.verbose)
+
+
+def run_node(config_path: Path, rounds: int | None, nproc: int = 1, verbose: bool = False, worker_class: type | None = None) -> int:
+    """`gradswarm node run`; `worker_class` replaces the honest Worker (the devnet's cheaters use it)."""
     from node.config import load_run_file
     from node.keys import load_hotkey
+    from node.round.train import Worker
     from node.service import SwarmNode, resolve_device
     from node.trainer.distributed import RankFailure, join_ranks, launch, serve_rank
 
-    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:  # this process becomes torchrun's agent for the ranks
-        rounds = [] if args.rounds is None else ["--rounds", str(args.rounds)]
-        return launch(args.nproc, ["-v"] * args.verbose + ["node", "run", "--config", args.config, *rounds])
-    spec, config = load_run_file(Path(args.config))
+    if nproc > 1 and "LOCAL_RANK" not in os.environ:  # this process becomes torchrun's agent for the ranks
+        more = [] if rounds is None else ["--rounds", str(rounds)]
+        return launch(nproc, ["-v"] * verbose + ["node", "run", "--config", str(config_path), *more])
+    spec, config = load_run_file(config_path)
     ranks = join_ranks(resolve_device(config.device), spec.schedule.round_seconds)
     if ranks is not None and ranks.rank > 0:  # only rank 0 talks to the swarm
         return serve_rank(spec, config, ranks)
@@ -58,13 +65,13 @@ def cmd_node_run(args: argparse.Namespace) -> int:
     if chain.neuron(keypair.ss58_address) is None:
         print(f"hotkey {keypair.ss58_address} is not registered on the subnet", file=sys.stderr)
         return 2
-    node = SwarmNode(spec, config, keypair, chain, ranks=ranks)
+    node = SwarmNode(spec, config, keypair, chain, ranks=ranks, worker_class=worker_class or Worker)
     try:
         import uvloop
 
-        uvloop.run(node.run(args.rounds))
+        uvloop.run(node.run(rounds))
         if node.ranked is not None:
-            node.ranked.finish(node.state, node.state_round)
+            node.ranked.finish(node.states.state, node.states.round)
     except KeyboardInterrupt:
         return 130
     except RankFailure as e:
@@ -140,17 +147,6 @@ def cmd_audit_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from node.demo import run_demo
-
-    adversaries = tuple(k for k in args.adversaries.split(",") if k)
-    return run_demo(
-        peers=args.peers, rounds=args.rounds, out=Path(args.out), round_seconds=args.round_seconds,
-        late_rounds=args.late_join, adversaries=adversaries, bootstraps_down=args.stop_bootstraps,
-        ranks_per_node=args.ranks_per_node, sybils=args.sybils,
-    )
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradswarm", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -198,17 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--store", required=True, help="local audit folder to fill")
     fetch.set_defaults(func=cmd_audit_fetch)
 
-    demo = sub.add_parser("demo", help="a real swarm of several nodes on loopback with an embedded dev chain")
-    demo.add_argument("--peers", type=int, default=3)
-    demo.add_argument("--rounds", type=int, default=12)
-    demo.add_argument("--out", default="demo-out")
-    demo.add_argument("--round-seconds", type=float, default=None, help="default: 20 s for 3 nodes, more for more")
-    demo.add_argument("--adversaries", default="", metavar="KINDS", help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale")
-    demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
-    demo.add_argument("--ranks-per-node", type=int, default=1, metavar="N", help="run each node as N torchrun ranks (gloo on CPU)")
-    demo.add_argument("--stop-bootstraps", type=int, default=0, metavar="ROUND", help="stop both bootstraps as this round begins (default: only the first, halfway)")
-    demo.add_argument("--sybils", type=int, default=0, metavar="N", help="add N unregistered identities that flood the DHT and knock on every node")
-    demo.set_defaults(func=cmd_demo)
+    for command in entry_points(group="gradswarm.commands"):  # e.g. `demo`, from the devnet package
+        command.load()(sub)
     return parser
 
 
@@ -217,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     from node.data.corpus import CorpusError
 
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
+    setup_logging(args.verbose)
     try:
         return args.func(args)
     except (ConfigError, ChainError, CorpusError, FileNotFoundError, ValueError) as e:

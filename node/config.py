@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from node.adversary import check_kind as check_adversary
-
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -177,7 +175,6 @@ class NodeConfig:
     verify_samples: int = 2  # contributions this node checks per round
     audit_rounds: int = 32  # rounds of verification records (and their inputs) kept for auditors
     weights_every: int = 5  # rounds between weight updates on chain (validators only)
-    adversary: str = ""  # demo only: behave as this kind of cheater (see node/adversary.py)
     # Under torchrun (`node run --nproc N`): how the ranks share the model; "auto" is FSDP2 for large presets, else DDP.
     parallel: str = "auto"
     activation_checkpointing: str = "auto"  # "auto": recompute activations on CUDA only; "on" or "off" to force
@@ -186,7 +183,6 @@ class NodeConfig:
         _require(0 <= self.port <= 65535, "port must be in [0, 65535]")
         _require(self.checkpoint_every >= 1 and self.torch_threads >= 0, "checkpoint_every must be positive, torch_threads not negative")
         _require(self.verify_samples >= 0 and self.audit_rounds >= 1 and self.weights_every >= 1, "verify_samples, audit_rounds, weights_every out of range")
-        check_adversary(self.adversary)
         _require(self.parallel in ("auto", "ddp", "fsdp"), "parallel must be 'auto', 'ddp' or 'fsdp'")
         _require(self.activation_checkpointing in ("auto", "on", "off"), "activation_checkpointing must be 'auto', 'on' or 'off'")
     corpus_cache: str = ""  # empty: <data_dir>/corpus

@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import hashlib
 
+# Labels of the seeds that are not page draws. Every honest node derives them alike,
+# so a verifier can recompute a trainer's batch order and its own reference order.
+TRAIN_SEED = "train-seed"
+REFERENCE = "reference"
+
 
 def derive(*parts: bytes | str | int) -> bytes:
     """sha256 over unambiguous, length-prefixed parts."""
@@ -81,3 +86,14 @@ def control_pages(run_id: bytes, round_: int, verifier: str, count: int, num_pag
         if page not in excluded and page not in control:
             control.append(page)
     return control
+
+
+def train_seed(run_id: bytes, round_: int, hotkey: str) -> int:
+    """The seed of `hotkey`'s inner-loop batch draws in a round."""
+    return int.from_bytes(derive(run_id, TRAIN_SEED, round_, hotkey)[:8], "little")
+
+
+def reference_order(run_id: bytes, round_: int, verifier: str, subject: str, others: list[str]) -> list[str]:
+    """The other contributions of a round in the verifier's seeded order: the first few are the
+    yardstick that `subject`'s work is measured against."""
+    return sorted(others, key=lambda hotkey: derive(run_id, REFERENCE, round_, verifier, subject, hotkey))

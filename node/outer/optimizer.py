@@ -1,4 +1,9 @@
-"""The outer optimizer: Nesterov SGD on the aggregated pseudo-gradient (as in DiLoCo).
+"""The outer optimizer: SGD, optionally with (Nesterov) momentum, on the aggregated pseudo-gradient.
+
+A run's default is plain SGD with lr 1 and momentum 0 ([outer] in the run spec):
+with sparse codecs the error-feedback residual already plays the momentum's
+part (SparseLoCo). The class defaults are DiLoCo's Nesterov recipe, which the
+compression benchmark compares against.
 
 The swarm's shared state is the pair (θ, momentum), both flat float32 CPU
 vectors, so that every node holds and hashes exactly the same bytes.

@@ -22,13 +22,15 @@ loss gain on pages:
     same log ratio on the same A and C is what A vs C gives without having
     trained on A (page difficulty cancels), and `specificity` is the
     difference. Training on other pages gives a specificity near 0, honest
-    work a positive one. One round is noisy, so the verdict uses the mean over
-    the subject's recent judged records by this verifier (carried in the record
+    work a positive one. One round is noisy, so the verdict uses the median over
+    the subject's recent judged records by this verifier (a median, because one
+    lucky round must not carry a cheater for several rounds; docs/DESIGN.md) (carried in the record
     as `prior_*` inputs, so replay needs nothing else). With fewer than
     `min_reference_peers` yardsticks (a round of three nodes) it is not judged;
   - copying: cosine similarity and top-k index overlap with the round's other
-    contributions. Payloads are embargoed until the publish deadline and late
-    announcements are ignored (see node/service.py), so nobody can copy an
+    contributions. Payloads are embargoed until the round's reveal time and
+    announcements first seen after it are ignored (node/outer/contributions.py),
+    so nobody can copy an
     honest update in time; a near-duplicate that still shows up means two
     hotkeys colluded, and both fail;
   - staleness: the state it claims to start from must be θ_r.

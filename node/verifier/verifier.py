@@ -24,7 +24,7 @@ from protocol.assignment import (
     assign_pages,
     check_pages,
     control_pages,
-    derive,
+    reference_order,
     verification_targets,
 )
 from protocol.messages import (
@@ -37,7 +37,7 @@ from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
 
-HISTORY_ROUNDS = 4  # earlier specificities that inform the running-mean check
+HISTORY_ROUNDS = 4  # earlier specificities that inform the median check
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class Verifier:
         s = self.settings
         mine = contributions[subject]
         # Seeded order: the first `reference_peers` are the yardstick of the work metrics.
-        others = sorted((h for h in contributions if h != subject), key=lambda h: derive(self.run_id, "reference", r, self.hotkey, subject, h))
+        others = reference_order(self.run_id, r, self.hotkey, subject, [h for h in contributions if h != subject])
         vectors = [contributions[h].vector for h in others]
         assigned = check_pages(self.run_id, r, self.hotkey, subject, self.assigned(r, subject), s.pages_per_check)
         history = self.history[subject]

@@ -1,0 +1,94 @@
+"""Cheating nodes for `gradswarm demo --adversaries`: what the verifier must catch.
+
+Each kind is the honest Worker (node/round/train.py) with one step changed,
+the way a cheater would change it: which pages it trains on, which state it
+starts from, what it publishes. The product's config and round never name
+them; only the devnet starts a node with one (devnet/cheater.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+
+from node.outer.contributions import ContributionPool
+from node.outer.optimizer import OuterState
+from node.round.states import Base
+from node.round.train import Work, Worker
+from protocol.schedule import Deadlines
+
+if TYPE_CHECKING:
+    from node.service import SwarmNode
+
+POLL_SECONDS = 0.5
+
+
+class WrongPages(Worker):
+    """Trains, but on the pages of an identity that is not its own."""
+
+    def pages_of(self, hotkey: str) -> str:
+        return hotkey + "/elsewhere"
+
+
+class Noise(Worker):
+    """Publishes random values of the update's norm instead of the update."""
+
+    def update(self, delta: torch.Tensor, r: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(r)
+        noise = torch.randn(delta.numel(), generator=g).to(delta.device)
+        return noise * (delta.norm() / noise.norm())
+
+
+class Scaled(Worker):
+    """Publishes its update multiplied by 100."""
+
+    def update(self, delta: torch.Tensor, r: int) -> torch.Tensor:
+        return delta * 100.0
+
+
+@dataclass
+class Stale(Worker):
+    """Trains from the previous round's state and claims the current one."""
+
+    previous: OuterState | None = None
+
+    def start_state(self, base: OuterState) -> OuterState:
+        source, self.previous = self.previous or base, base
+        return source
+
+
+@dataclass
+class Copy(Worker):
+    """Trains nothing: republishes the first other payload it can get, as its own."""
+
+    pool: ContributionPool | None = field(default=None)
+
+    @classmethod
+    def build(cls, node: SwarmNode) -> Worker:
+        worker = super().build(node)
+        worker.pool = node.pool  # type: ignore[attr-defined]
+        return worker
+
+    async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
+        assert self.pool is not None
+        while time.time() < deadlines.gather_end:
+            gathered = await self.pool.poll(r)
+            for hotkey in sorted(gathered.vectors):
+                if hotkey != self.hotkey and gathered.metas[hotkey].digest in self.pool.payloads:
+                    return Work(self.pool.payloads[gathered.metas[hotkey].digest][1], publish_until=float("inf"))
+            await asyncio.sleep(POLL_SECONDS)
+        return None
+
+
+WORKERS: dict[str, type[Worker]] = {"copy": Copy, "noise": Noise, "wrong-pages": WrongPages, "scaled": Scaled, "stale": Stale}
+KINDS = tuple(WORKERS)
+
+
+def check_kind(kind: str) -> str:
+    if kind not in WORKERS:
+        raise ValueError(f"unknown adversary kind {kind!r}; choose from {', '.join(KINDS)}")
+    return kind

@@ -1,0 +1,73 @@
+"""Collect: fetch the round's contributions until a manifest for it exists.
+
+Every node polls the announcements (fetching each payload in the background)
+and the manifests. A node that may sign (protocol/election.py) and holds θ_r
+signs itself when its slot comes, or, as rank 0, as soon as every online,
+chain-bound peer's contribution is in. The round ends without a manifest at
+its end: then θ_{r+1} = θ_r.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from node.chain import ChainView
+from node.config import OuterSpec
+from node.outer.contributions import ContributionPool, Gathered
+from node.outer.optimizer import OuterOptimizer
+from node.swarm.board import Board
+from node.round.manifest import Signed, choose_entries, may_sign, sign_manifest
+from node.round.states import Base, StateBook
+from node.round.verify import Verification
+from node.verifier.scores import Scoreboard
+from protocol.election import best_manifest, manifest_signers, signer_rank, signing_time
+from protocol.messages import RoundManifest
+from protocol.schedule import Deadlines, RoundSchedule
+
+POLL_SECONDS = 0.5
+
+
+@dataclass
+class Collector:
+    board: Board
+    chain: ChainView
+    pool: ContributionPool
+    schedule: RoundSchedule
+    states: StateBook
+    scores: Scoreboard
+    verification: Verification
+    outer_spec: OuterSpec
+    outer: OuterOptimizer
+
+    async def until_manifest(self, r: int, base: Base, deadlines: Deadlines) -> RoundManifest | Signed | None:
+        """The round's manifest as found, or as this node signed it; None if none came before the round's end."""
+        signers = manifest_signers(self.chain.neurons())
+        rank = signer_rank(signers, self.board.keypair.ss58_address)
+        neurons = {n.hotkey: n for n in self.chain.neurons()}
+        while True:
+            gathered = await self.pool.poll(r)
+            manifest = await self.best_manifest(r)
+            if manifest is not None:
+                return manifest
+            now = time.time()
+            if rank is not None and self.states.round == r:
+                slot = signing_time(self.schedule, r, rank, len(signers))
+                everyone_in = rank == 0 and await self._everyone_in(gathered)
+                if may_sign(now, slot, rank, everyone_in) and gathered.vectors:
+                    candidates = [h for h in gathered.vectors if h in neurons]
+                    await self.verification.read_validators_verdicts(r, candidates, {n.hotkey for n in signers})
+                    entries = choose_entries(self.scores, gathered, neurons, r, self.outer_spec)
+                    return await sign_manifest(self.board, r, base, gathered, entries, self.outer)
+            if now >= deadlines.end:
+                return None
+            await asyncio.sleep(POLL_SECONDS)
+
+    async def best_manifest(self, r: int) -> RoundManifest | None:
+        return best_manifest(await self.board.manifests(r), r, manifest_signers(self.chain.neurons()))
+
+    async def _everyone_in(self, gathered: Gathered) -> bool:
+        bindings = self.board.swarm.bindings
+        live = {b.hotkey for b in await self.board.online() if await bindings.peer_of(b.hotkey) == b.peer_id}
+        return bool(live) and live <= set(gathered.vectors)

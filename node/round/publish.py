@@ -1,0 +1,53 @@
+"""Publish: the payload is kept on disk and in the pool, and its signed announcement goes out.
+
+The announcement (ContributionMeta) commits to the payload's digest and names
+the state it was trained from. Peers fetch the bytes themselves after the
+reveal time (node/outer/contributions.py). After the round, the node announces
+the state it holds for the next one, so that peers who need it know whom to ask.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+
+from node.fsutil import atomic_write
+from node.outer.contributions import ContributionPool
+from node.swarm.board import Board
+from node.round.states import Base
+from protocol.messages import ContributionMeta, StateAnnouncement
+
+PAYLOAD_FILE_ROUNDS = 32  # own payloads stay on disk this long (what was published, for later inspection)
+
+
+async def publish(board: Board, pool: ContributionPool, payload_dir: Path, r: int, payload: bytes, base: Base, codec: str) -> ContributionMeta:
+    digest = hashlib.sha256(payload).digest()
+    await asyncio.to_thread(atomic_write, payload_dir / f"{r}-{digest.hex()}.bin", payload)
+    meta = ContributionMeta(
+        run_id=board.run_id,
+        round=r,
+        hotkey=board.keypair.ss58_address,
+        peer_id=board.swarm.peer_id,
+        digest=digest,
+        nbytes=len(payload),
+        codec=codec,
+        base_state_hash=base.hash,
+    )
+    pool.add_own(meta, payload)
+    return await board.post(meta)
+
+
+async def announce(board: Board, held: Base) -> None:
+    """Say which state we hold for round `held.round`."""
+    announcement = StateAnnouncement(
+        run_id=board.run_id, round=held.round, hotkey=board.keypair.ss58_address, peer_id=board.swarm.peer_id, state_hash=held.hash
+    )
+    await board.post(announcement)
+
+
+def prune_payload_files(payload_dir: Path, before_round: int) -> None:
+    for path in payload_dir.glob("*.bin"):
+        round_text = path.name.split("-", 1)[0]
+        if round_text.isdigit() and int(round_text) < before_round - PAYLOAD_FILE_ROUNDS:
+            path.unlink(missing_ok=True)

@@ -1,0 +1,107 @@
+"""Train: H inner steps from θ_r on this node's pages, compressed into the round's payload.
+
+The Worker is the honest node's work. Its hooks (which pages, which start
+state, which update) are the only places a node's own choices enter a round,
+so the devnet's cheaters are Workers with one hook changed, and the product's
+round never names them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from node.config import RunSpec
+from node.data.corpus import Corpus
+from node.outer.optimizer import OuterState
+from node.round.states import Base
+from node.trainer import params
+from node.trainer.distributed import RankedTrainer
+from node.trainer.inner import InnerTrainer
+from protocol.assignment import assign_pages, train_seed
+from protocol.compression import Codec, ErrorFeedback
+from protocol.schedule import Deadlines
+
+if TYPE_CHECKING:
+    from node.service import SwarmNode
+
+
+@dataclass(frozen=True)
+class Work:
+    """What the train phase hands to publish."""
+
+    payload: bytes
+    publish_until: float  # announcements first seen after the reveal time are ignored: publishing later is pointless
+    loss: float | None = None  # None when the payload was not trained here
+    steps: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Worker:
+    run_id: bytes
+    hotkey: str
+    spec: RunSpec
+    corpus: Corpus
+    excluded: frozenset[int]  # the eval pages: nobody trains on them
+    model: torch.nn.Module
+    trainer: InnerTrainer
+    ranked: RankedTrainer | None  # torchrun: the other ranks train with us
+    device: torch.device
+    feedback: ErrorFeedback
+    codec: Codec
+
+    @classmethod
+    def build(cls, node: SwarmNode) -> Worker:
+        """The worker of a set-up node (a cheater's `build` may take more of the node's parts)."""
+        return cls(
+            node.run_id, node.hotkey, node.spec, node.corpus, node.excluded, node.model, node.trainer, node.ranked, node.device,
+            node.feedback, node.codec,
+        )
+
+    async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
+        """Train round r from `base` until the train deadline; None when it is too late to start."""
+        if time.time() >= deadlines.train_end:
+            return None
+        started = time.time()
+        loss, payload = await asyncio.to_thread(self.train_and_compress, r, base.state, deadlines.train_end)
+        return Work(payload, deadlines.reveal, loss, self.trainer.last_steps, round(time.time() - started, 3))
+
+    def train_and_compress(self, r: int, base: OuterState, deadline: float) -> tuple[float, bytes]:
+        source = self.start_state(base)
+        theta = source.theta.to(self.device)
+        pages = assign_pages(self.run_id, r, self.pages_of(self.hotkey), self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded)
+        seed = train_seed(self.run_id, r, self.hotkey)
+        if self.ranked is None:
+            loss, delta = local_delta(self.model, self.trainer, theta, self.corpus.pages(pages), self.spec.train.inner_steps, seed, deadline)
+        else:  # every rank trains on its rows of the same batches; rank 0 gets the result
+            loss, trained = self.ranked.train(source.theta, pages, seed, self.spec.train.inner_steps, deadline)
+            delta = theta - trained.to(self.device)
+        return loss, self.feedback.step(self.update(delta, r), self.codec, beta=self.spec.codec.error_feedback_beta)
+
+    # The honest choices; a cheater changes one of them.
+
+    def pages_of(self, hotkey: str) -> str:
+        """Whose assigned pages this node trains on."""
+        return hotkey
+
+    def start_state(self, base: OuterState) -> OuterState:
+        """The state training starts from."""
+        return base
+
+    def update(self, delta: torch.Tensor, r: int) -> torch.Tensor:
+        """The pseudo-gradient that goes into the payload."""
+        return delta
+
+
+def local_delta(
+    model: torch.nn.Module, trainer: InnerTrainer, theta: torch.Tensor, pages: list, steps: int, seed: int, deadline: float | None = None
+) -> tuple[float, torch.Tensor]:
+    """Load θ into `model`, run the inner loop, and return (mean loss, Δ = θ - θ_local)."""
+    params.load_flat(model, theta)
+    loss = trainer.train(pages, steps=steps, seed=seed, deadline=deadline)
+    return loss, theta - params.flatten(model)

@@ -1,0 +1,33 @@
+"""The dependency arrows of docs/DESIGN.md: protocol imports nothing of the node, the product nothing of the devnet."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imported_packages(package: str) -> dict[str, set[str]]:
+    """Module path -> the top-level packages it imports (also inside functions)."""
+    found = {}
+    for path in sorted((ROOT / package).rglob("*.py")):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names.add(node.module.split(".")[0])
+        found[str(path.relative_to(ROOT))] = names
+    return found
+
+
+@pytest.mark.parametrize("package, forbidden", [("protocol", {"node", "bootstrap", "devnet"}), ("node", {"devnet"}), ("bootstrap", {"devnet"})])
+def test_imports_point_one_way(package, forbidden):
+    offenders = {path: names & forbidden for path, names in imported_packages(package).items() if names & forbidden}
+    assert not offenders
+
+
+def test_no_module_of_the_node_is_over_300_lines():
+    long = {str(p.relative_to(ROOT)): n for p in (ROOT / "node").rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
+    assert not long
