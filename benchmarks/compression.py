@@ -25,9 +25,11 @@ Both modes:
 Full mode adds:
 
 3. **Training**: the same task for every entry, simulated in process with the
-   node's own pieces (``InnerTrainer``, ``assign_pages``, ``robust_mean``,
-   ``OuterOptimizer``, ``ErrorFeedback``): ``tiny`` preset, 4 peers, the same
-   rounds, inner steps, pages, seeds and held-out eval pages for everyone.
+   node's own round (benchmarks/compression_training.py): ``assign_pages``,
+   ``local_delta`` with the node's ``train_seed``, ``ErrorFeedback.step``
+   into the codec's payload, its decode, and ``next_state`` (robust mean and
+   outer step); ``tiny`` preset, 4 peers, the same rounds, inner steps,
+   pages, seeds and held-out eval pages for everyone.
    Dense fp32 DiLoCo, dense fp16 and hivemind 8-bit use DiLoCo's outer
    Nesterov (lr 0.7, momentum 0.9) on the uncompressed-or-quantized mean
    (``dense-fp32-sgd`` is dense fp32 with the sparse codecs' outer step, to
@@ -47,16 +49,11 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
-import math
 import os
 import platform
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,350 +63,21 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from protocol.compression import CodecSpec, ErrorFeedback, get_codec  # noqa: E402
+from benchmarks.compression_codecs import (  # noqa: E402
+    ENTRIES,
+    HIVEMIND_NAMES,
+    HIVEMIND_ONLY,
+    Entry,
+    codec_figures,
+    synthetic_pseudo_gradient,
+)
+from benchmarks.compression_training import Task, load_corpus, overhead, train_entry  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-MB = 1e6
-
-
-# --------------------------------------------------------------------------- codecs under test
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One codec configuration as it would appear in a run spec."""
-
-    name: str
-    codec: str  # our codec name, "fp32" (no codec) or "hivemind:<class>"
-    chunk: int = 4096
-    k: int = 64
-    value_bits: int = 2
-    scale_group: int = 1
-    # Training recipe (full mode).
-    outer_lr: float = 0.7
-    outer_momentum: float = 0.9
-    ef_beta: float | None = None  # None: no error feedback
-
-    def spec(self) -> CodecSpec:
-        return CodecSpec(
-            name=self.codec, chunk=self.chunk, k=self.k, value_bits=self.value_bits, scale_group=self.scale_group
-        )
-
-    def describe(self) -> dict:
-        d = {"codec": self.codec}
-        if not self.codec.startswith(("fp32", "hivemind", "dense")):
-            d.update(chunk=self.chunk, k=self.k)
-            if self.codec != "topk":
-                d.update(value_bits=self.value_bits, scale_group=self.scale_group)
-        d["outer"] = {"lr": self.outer_lr, "momentum": self.outer_momentum, "nesterov": True}
-        d["error_feedback_beta"] = self.ef_beta
-        return d
-
-
-SPARSE = dict(chunk=4096, k=64, value_bits=2, scale_group=32, outer_lr=1.0, outer_momentum=0.0, ef_beta=0.95)
-
-ENTRIES = [
-    Entry("dense-fp32", "fp32"),
-    # Not DiLoCo's recipe: dense fp32 with the sparse codecs' outer step, to separate the
-    # effect of the recipe from that of compression.
-    Entry("dense-fp32-sgd", "fp32", outer_lr=1.0, outer_momentum=0.0),
-    Entry("hivemind-uniform8bit", "hivemind:Uniform8BitQuantization"),
-    Entry("dense-fp16", "dense-fp16"),
-    Entry("topk", "topk", ef_beta=0.95),  # the node's codec before this issue (fp16 values, u16 indices)
-    Entry("sparseloco", "sparseloco", **SPARSE),
-    Entry("sparseloco-ec", "sparseloco-ec", **SPARSE),
-    Entry("demo-dct", "demo-dct", **SPARSE),
-]
-HIVEMIND_ONLY = ["Float16Compression", "Quantile8BitQuantization"]  # codec figures only
-HIVEMIND_NAMES = {"Float16Compression": "hivemind-float16", "Quantile8BitQuantization": "hivemind-quantile8bit"}
-
-
-class HivemindCodec:
-    """hivemind's own codec, measured as bytes on the wire (serialized protobuf)."""
-
-    def __init__(self, cls_name: str):
-        import hivemind.compression as hc
-
-        self.impl = getattr(hc, cls_name)()
-        self.hc = hc
-
-    def encode(self, x: torch.Tensor) -> bytes:
-        info = self.hc.CompressionInfo.from_tensor(x, key=0)
-        return self.impl.compress(x, info).SerializeToString()
-
-    def decode(self, payload: bytes, numel: int) -> torch.Tensor:
-        from hivemind.proto import runtime_pb2
-
-        msg = runtime_pb2.Tensor()
-        msg.ParseFromString(payload)
-        return self.impl.extract(msg).reshape(-1).float()
-
-
-def make_codec(entry: Entry):
-    if entry.codec == "fp32":
-        return None
-    if entry.codec.startswith("hivemind:"):
-        return HivemindCodec(entry.codec.split(":", 1)[1])
-    return get_codec(entry.spec())
-
-
-# --------------------------------------------------------------------------- 1. codec figures
-
-
-def synthetic_pseudo_gradient(preset: str, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """A flat vector with the parameter shapes of ``preset`` (sorted-name order, as the node flattens)."""
-    from transformers import LlamaForCausalLM
-
-    from node.trainer.model import llama_config
-
-    with torch.device("meta"):
-        model = LlamaForCausalLM(llama_config(preset))
-    shapes = [tuple(p.shape) for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0])]
-    del model
-    numel = sum(math.prod(s) for s in shapes)
-    out = torch.empty(numel, dtype=torch.float32)
-    gen = torch.Generator().manual_seed(seed)
-    laplace = torch.distributions.Laplace(0.0, 1.0)
-    offset = 0
-    for shape in shapes:
-        n = math.prod(shape)
-        rows = shape[0] if len(shape) > 1 else 1
-        view = out[offset : offset + n].view(rows, -1)
-        torch.manual_seed(int(torch.randint(1 << 31, (1,), generator=gen)))
-        view.copy_(laplace.sample(view.shape))
-        view.mul_(torch.exp(0.5 * torch.randn(rows, 1, generator=gen)) * 1e-3)
-        offset += n
-    return out, len(shapes)
-
-
-def time_call(fn, repeat: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        gc.collect()
-        t = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t)
-    return best, result
-
-
-def codec_figures(entries: list[Entry], x: torch.Tensor, repeat: int) -> list[dict]:
-    numel = x.numel()
-    fp32_bytes = 4 * numel
-    norm = float(x.double().norm())
-    rows = []
-    for entry in entries:
-        if entry.codec == "fp32":
-            rows.append(dict(name=entry.name, bytes=fp32_bytes, ratio_vs_fp32=1.0, encode_MBps=None,
-                             decode_MBps=None, rel_error=0.0))
-            continue
-        codec = make_codec(entry)
-        n = 1 if entry.codec.startswith("hivemind") else repeat  # hivemind's 8-bit encoders take ~10 s here
-        t_enc, payload = time_call(lambda: codec.encode(x), n)
-        t_dec, y = time_call(partial(codec.decode, payload, numel), n)
-        err = float((y.double() - x.double()).norm()) / norm
-        rows.append(
-            dict(
-                name=entry.name,
-                bytes=len(payload),
-                ratio_vs_fp32=fp32_bytes / len(payload),
-                encode_MBps=fp32_bytes / MB / t_enc,
-                decode_MBps=fp32_bytes / MB / t_dec,
-                rel_error=err,
-            )
-        )
-        print(f"  {entry.name:<24} {len(payload):>12,d} B  x{fp32_bytes / len(payload):8.1f}  "
-              f"enc {fp32_bytes / MB / t_enc:8.1f} MB/s  dec {fp32_bytes / MB / t_dec:8.1f} MB/s  err {err:.4f}",
-              flush=True)
-        del payload, y
-        gc.collect()
-    return rows
-
-
-# --------------------------------------------------------------------------- shared training pieces
-
-
-@dataclass
-class Task:
-    preset: str = "tiny"
-    peers: int = 4
-    rounds: int = 16
-    inner_steps: int = 40
-    lr: float = 2e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 10
-    batch_size: int = 8
-    seq_len: int = 128
-    pages_per_round: int = 8
-    eval_pages: int = 8
-    seed: int = 0
-    run_id: bytes = field(default_factory=lambda: hashlib.sha256(b"gradswarm/benchmarks/compression").digest())
-
-
-class Swarm:
-    """The round math of the node, in one process (see node/service.py)."""
-
-    def __init__(self, task: Task, corpus):
-        from node.outer.optimizer import OuterState
-        from node.trainer import params
-        from node.trainer.inner import InnerTrainer
-        from node.trainer.model import build_model
-        from protocol.assignment import eval_pages
-
-        self.task, self.corpus, self.params = task, corpus, params
-        eval_ids = eval_pages(task.run_id, corpus.num_pages, task.eval_pages)
-        self.excluded = frozenset(eval_ids)
-        self.eval_set = corpus.pages(eval_ids)
-        self.model = build_model(task.preset, task.seed)
-        self.state = OuterState.fresh(params.flatten(self.model))
-        self.models = [build_model(task.preset, task.seed) for _ in range(task.peers)]
-        self.trainers = [
-            InnerTrainer(m, lr=task.lr, weight_decay=task.weight_decay, warmup_steps=task.warmup_steps,
-                         batch_size=task.batch_size, seq_len=task.seq_len)
-            for m in self.models
-        ]
-
-    def train_peer(self, p: int, r: int) -> torch.Tensor:
-        """H inner steps of peer p in round r from the shared θ; returns Δ = θ - θ_local."""
-        from protocol.assignment import assign_pages
-
-        t = self.task
-        theta = self.state.theta
-        self.params.load_flat(self.models[p], theta)
-        pages = assign_pages(t.run_id, r, f"peer{p}", self.corpus.num_pages, t.pages_per_round, self.excluded)
-        self.trainers[p].train(self.corpus.pages(pages), steps=t.inner_steps, seed=r * 1009 + p)
-        return theta - self.params.flatten(self.models[p])
-
-    def eval(self) -> float:
-        from node.trainer.inner import eval_loss
-
-        self.params.load_flat(self.model, self.state.theta)
-        return eval_loss(self.model, self.eval_set, self.task.seq_len)
-
-
-def load_corpus():
-    from node.data.corpus import build_stdlib_corpus
-
-    cache = Path(os.environ.get("GRADSWARM_BENCH_CACHE", Path(tempfile.gettempdir()) / "gradswarm-bench")) / "corpus"
-    return build_stdlib_corpus(cache)
-
-
-# --------------------------------------------------------------------------- 2. the 5% criterion
-
-
-def overhead(entries: list[Entry], corpus, demo_peers: int = 3, also_steps: int = 10) -> dict:
-    """Codec work of one demo round against that round's inner-loop compute."""
-    from node.config import CodecSettings, RunSpec
-
-    spec = RunSpec()
-    task = Task(preset=spec.model.preset, peers=1, inner_steps=spec.train.inner_steps, lr=spec.train.lr,
-                batch_size=spec.train.batch_size, seq_len=spec.train.seq_len,
-                pages_per_round=spec.data.pages_per_round, warmup_steps=spec.train.warmup_steps)
-    swarm = Swarm(task, corpus)
-    swarm.train_peer(0, 0)  # warm-up round (first-call costs)
-
-    def inner_seconds(steps: int, rounds: tuple[int, ...]) -> tuple[float, torch.Tensor]:
-        swarm.task.inner_steps = steps
-        best = float("inf")
-        for r in rounds:
-            t = time.perf_counter()
-            delta = swarm.train_peer(0, r)
-            best = min(best, time.perf_counter() - t)
-        return best, delta
-
-    demo_steps = task.inner_steps
-    inner_also, _ = inner_seconds(also_steps, (1, 2, 3))
-    inner, delta = inner_seconds(demo_steps, (4, 5))
-    numel = delta.numel()
-    default = CodecSettings()
-    out = {
-        "preset": task.preset,
-        "numel": numel,
-        "inner_steps": demo_steps,
-        "demo_peers": demo_peers,
-        "inner_seconds": inner,
-        "per_round_work": f"error-feedback step (1 encode + 1 decode) + 1 decode at publish + {demo_peers - 1} peer decodes",
-        "default_codec": default.name,
-        "also": {"inner_steps": also_steps, "inner_seconds": inner_also},
-        "codecs": [],
-    }
-    for entry in entries:
-        if entry.codec == "fp32" or entry.codec.startswith("hivemind"):
-            continue
-        codec = make_codec(entry)
-
-        def one_round():
-            ef = ErrorFeedback()
-            payload = ef.step(delta, codec, beta=entry.ef_beta if entry.ef_beta is not None else 1.0)
-            for _ in range(demo_peers):
-                codec.decode(payload, numel)
-
-        one_round()
-        seconds, _ = time_call(one_round, 5)
-        out["codecs"].append({"name": entry.name, "seconds": seconds, "fraction_of_inner": seconds / inner,
-                              "fraction_of_inner_also": seconds / inner_also})
-    return out
-
-
-# --------------------------------------------------------------------------- 3. training
-
-
-def train_entry(entry: Entry, task: Task, corpus, shadow: Entry | None = None) -> dict:
-    """One run of the task with ``entry``'s codec and recipe. ``shadow``: a codec that must
-    decode to the very same vectors every round (its bytes are recorded too)."""
-    from node.outer.aggregate import robust_mean
-    from node.outer.optimizer import OuterOptimizer
-
-    torch.manual_seed(task.seed)
-    swarm = Swarm(task, corpus)
-    numel = swarm.state.theta.numel()
-    codec = make_codec(entry)
-    twin = make_codec(shadow) if shadow else None
-    feedback = [ErrorFeedback() for _ in range(task.peers)]
-    outer = OuterOptimizer(lr=entry.outer_lr, momentum=entry.outer_momentum, nesterov=True)
-    losses, sent, twin_sent, codec_seconds = [], [], [], 0.0
-    start = time.perf_counter()
-    for r in range(task.rounds):
-        contributions, nbytes, twin_bytes = [], [], []
-        for p in range(task.peers):
-            delta = swarm.train_peer(p, r)
-            if twin is not None:  # the buffer ErrorFeedback.step is about to encode, computed the same way
-                old = feedback[p].residual
-                e_before = delta.clone() if old is None else torch.add(delta, old, alpha=entry.ef_beta)
-            t = time.perf_counter()
-            if codec is None:
-                vec, size = delta, 4 * numel
-            elif entry.ef_beta is not None:
-                payload = feedback[p].step(delta, codec, beta=entry.ef_beta)
-                vec, size = codec.decode(payload, numel), len(payload)
-            else:
-                payload = codec.encode(delta)
-                vec, size = codec.decode(payload, numel), len(payload)
-            codec_seconds += time.perf_counter() - t
-            if twin is not None:
-                # Same selection, same quantizer: the twin must decode to the same vector.
-                twin_payload = twin.encode(e_before)
-                if not torch.equal(twin.decode(twin_payload, numel), vec):
-                    raise AssertionError(f"{shadow.name} decoded differently from {entry.name} in round {r}")
-                twin_bytes.append(len(twin_payload))
-            contributions.append(vec)
-            nbytes.append(size)
-        outer.step(swarm.state, robust_mean(contributions))
-        losses.append(swarm.eval())
-        sent.append(sum(nbytes) / len(nbytes))
-        twin_sent.append(sum(twin_bytes) / len(twin_bytes) if twin_bytes else 0)
-        print(f"  {entry.name:<24} round {r:>3}  eval {losses[-1]:.4f}  bytes/peer {sent[-1]:>10,.0f}  "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
-    result = {"name": entry.name, "numel": numel, "eval_loss": losses, "bytes_per_peer_round": sent,
-              "codec_seconds": codec_seconds, "wall_seconds": time.perf_counter() - start}
-    if shadow:
-        result["shadow"] = {"name": shadow.name, "bytes_per_peer_round": twin_sent}
-    return result
-
-
-# --------------------------------------------------------------------------- output
 
 
 def table(rows: list[dict], full: bool) -> str:
+    """The printed table: codec figures, and in full mode the training columns against dense fp32."""
     head = f"{'codec':<22} {'bytes':>12} {'x fp32':>8} {'enc MB/s':>9} {'dec MB/s':>9} {'rel err':>8}"
     if full:
         head += f" {'B/peer/round':>13} {'final loss':>10} {'vs fp32':>8}"
@@ -427,6 +95,7 @@ def table(rows: list[dict], full: bool) -> str:
 
 
 def plot(rows: list[dict], path: Path, task: Task) -> bool:
+    """Loss against cumulative bytes and against rounds; False when matplotlib is missing (an optional extra)."""
     try:
         import matplotlib
 
