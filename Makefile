@@ -1,4 +1,5 @@
 # Two entry points: `make demo` and `make test`. Both build .venv from scratch if needed.
+# `make test` is the default pytest run (everything but the `slow` tests) and then `make lint`.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +7,7 @@ PEERS ?= 3
 ROUNDS ?= 12
 OUT ?= demo-out
 
-.PHONY: demo test test-slow clean
+.PHONY: demo test test-unit test-integration test-slow lint clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +21,22 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+	$(MAKE) --no-print-directory lint
+
+# No processes, no network: about 25 s.
+test-unit: $(VENV)/.installed
+	$(PY) -m pytest -q tests/unit
+
+# DHTs, p2pd, subprocesses and the one e2e swarm (not the `slow` ones): about 3 min, 2 of them the e2e swarm.
+test-integration: $(VENV)/.installed
+	$(PY) -m pytest -q tests/integration
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) $(OUT)

@@ -1,4 +1,3 @@
-import multiprocessing
 import pickle
 import sqlite3
 import time
@@ -15,19 +14,13 @@ from node.chain import (
     RetryPolicy,
 )
 from node.chain import devchain as devchain_module
+from tests.support import keypair
+
+pytestmark = pytest.mark.chain(block_time=1.0, max_validators=2)  # the `chain` fixture's
 
 
-def key(name: str) -> Keypair:
-    return Keypair.create_from_uri(f"//{name}")
-
-
-@pytest.fixture
-def chain(tmp_path) -> DevChain:
-    return DevChain.create(tmp_path / "chain.db", block_time=1.0, max_validators=2)
-
-
-def registered(chain: DevChain, *names: str) -> list[Keypair]:
-    keys = [key(n) for n in names]
+def register_keys(chain: DevChain, *names: str) -> list[Keypair]:
+    keys = [keypair(n) for n in names]
     for k in keys:
         chain.register(k.ss58_address)
     return keys
@@ -79,7 +72,7 @@ def test_file_is_in_wal_mode(chain):
 
 
 def test_registration_gives_sequential_uids_and_is_idempotent(chain):
-    a, b, c = key("a"), key("b"), key("c")
+    a, b, c = keypair("a"), keypair("b"), keypair("c")
     assert chain.register(a.ss58_address) == 0
     assert chain.register(b.ss58_address) == 1
     assert chain.register(a.ss58_address) == 0
@@ -90,7 +83,7 @@ def test_registration_gives_sequential_uids_and_is_idempotent(chain):
         Neuron(2, c.ss58_address, 0.0, False),
     ]
     assert chain.neuron(b.ss58_address) == Neuron(1, b.ss58_address, 0.0, False)
-    assert chain.neuron(key("unregistered").ss58_address) is None
+    assert chain.neuron(keypair("unregistered").ss58_address) is None
 
 
 @pytest.mark.parametrize(
@@ -111,8 +104,8 @@ def test_register_rejects_malformed_hotkeys(chain, bad):
 
 
 def test_unregistered_hotkeys_cannot_stake_set_weights_or_commit(chain):
-    (a,) = registered(chain, "a")
-    stranger = key("stranger")
+    (a,) = register_keys(chain, "a")
+    stranger = keypair("stranger")
     with pytest.raises(ChainError, match="not registered"):
         chain.add_stake(stranger.ss58_address, 10.0)
     with pytest.raises(ChainError, match="not registered"):
@@ -126,7 +119,7 @@ def test_unregistered_hotkeys_cannot_stake_set_weights_or_commit(chain):
 
 @pytest.mark.parametrize("amount", [0, -1.0, float("nan"), float("inf"), "5", True])
 def test_add_stake_rejects_bad_amounts(chain, amount):
-    (a,) = registered(chain, "a")
+    (a,) = register_keys(chain, "a")
     with pytest.raises(ChainError):
         chain.add_stake(a.ss58_address, amount)
     assert chain.neuron(a.ss58_address).stake == 0.0
@@ -135,7 +128,7 @@ def test_add_stake_rejects_bad_amounts(chain, amount):
 def test_validator_permits_go_to_top_stakes_only(chain):
     # max_validators=2: of three stakers, the smallest gets no permit, nor does
     # a registered hotkey without stake.
-    a, b, c, d = registered(chain, "a", "b", "c", "d")
+    a, b, c, d = register_keys(chain, "a", "b", "c", "d")
     chain.add_stake(a.ss58_address, 5.0)
     chain.add_stake(b.ss58_address, 50.0)
     chain.add_stake(c.ss58_address, 20.0)
@@ -153,14 +146,14 @@ def test_validator_permits_go_to_top_stakes_only(chain):
 
 
 def test_permit_ties_go_to_lower_uid(chain):
-    a, b, c = registered(chain, "a", "b", "c")
+    a, b, c = register_keys(chain, "a", "b", "c")
     for k in (c, b, a):
         chain.add_stake(k.ss58_address, 7.0)
     assert [n.validator_permit for n in chain.neurons()] == [True, True, False]
 
 
 def test_only_permit_holders_set_weights(chain):
-    a, b, c = registered(chain, "a", "b", "c")
+    a, b, c = register_keys(chain, "a", "b", "c")
     chain.add_stake(a.ss58_address, 10.0)
     chain.add_stake(b.ss58_address, 10.0)
     chain.add_stake(c.ss58_address, 1.0)
@@ -171,13 +164,11 @@ def test_only_permit_holders_set_weights(chain):
 
 
 def test_weights_are_quantized_to_u16_and_normalized(chain):
-    a, b, c = registered(chain, "a", "b", "c")
+    a, _, _ = register_keys(chain, "a", "b", "c")
     chain.add_stake(a.ss58_address, 1.0)
     chain.set_weights(a, [0, 1, 2], [2.0, 1.0, 0.0])
     # Bittensor max-upscales to 65535 and drops zero weights.
-    stored = sqlite3.connect(chain.path).execute(
-        "SELECT uid, value FROM weights ORDER BY uid"
-    ).fetchall()
+    stored = sqlite3.connect(chain.path).execute("SELECT uid, value FROM weights ORDER BY uid").fetchall()
     assert stored == [(0, 65535), (1, 32768)]
     row = chain.weights()[0]
     assert set(row) == {0, 1}
@@ -189,7 +180,7 @@ def test_weights_are_quantized_to_u16_and_normalized(chain):
 
 
 def test_public_only_keypair_cannot_write(chain):
-    (a,) = registered(chain, "a")
+    (a,) = register_keys(chain, "a")
     chain.add_stake(a.ss58_address, 1.0)
     public_only = Keypair(ss58_address=a.ss58_address)
     with pytest.raises(ChainError, match="cannot sign"):
@@ -199,7 +190,7 @@ def test_public_only_keypair_cannot_write(chain):
 
 
 def test_commitments_are_size_bounded_and_replaced(chain):
-    a, b = registered(chain, "a", "b")
+    a, b = register_keys(chain, "a", "b")
     chain.set_commitment(a, b"\x00" * MAX_COMMITMENT_BYTES)
     with pytest.raises(ChainError, match=str(MAX_COMMITMENT_BYTES)):
         chain.set_commitment(b, b"\x00" * (MAX_COMMITMENT_BYTES + 1))
@@ -237,7 +228,7 @@ def test_block_height_advances_in_real_time(tmp_path):
 
 def test_parameters_survive_reopening_and_pickling(tmp_path):
     chain = DevChain.create(tmp_path / "chain.db", block_time=0.25, max_validators=1, netuid=7)
-    (a,) = registered(chain, "a")
+    (a,) = register_keys(chain, "a")
     for other in (DevChain(tmp_path / "chain.db"), pickle.loads(pickle.dumps(chain))):
         assert (other.genesis_time, other.block_time, other.netuid) == (
             chain.genesis_time,
@@ -248,41 +239,13 @@ def test_parameters_survive_reopening_and_pickling(tmp_path):
     assert len(pickle.dumps(chain)) < 300  # only the path travels
 
 
-def _register_all(chain: DevChain, hotkeys: list[str], barrier, results) -> None:
-    barrier.wait()
-    results.put([(hotkey, chain.register(hotkey)) for hotkey in hotkeys])
-
-
-def test_concurrent_registration_from_two_processes(chain):
-    hotkeys = [key(f"node{i}").ss58_address for i in range(60)]
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    # Both processes register every hotkey, in opposite orders and starting
-    # together, so they race for each uid and re-register each other's.
-    procs = [
-        ctx.Process(target=_register_all, args=(chain, order, barrier, results))
-        for order in (hotkeys, hotkeys[::-1])
-    ]
-    for p in procs:
-        p.start()
-    outcomes = [results.get(timeout=30) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
-    uid_of = {n.hotkey: n.uid for n in chain.neurons()}
-    assert sorted(uid_of.values()) == list(range(len(hotkeys)))
-    assert set(uid_of) == set(hotkeys)
-    for outcome in outcomes:
-        assert dict(outcome) == uid_of
-
-
 def test_a_locked_file_is_an_outage_not_a_refusal(tmp_path, monkeypatch):
     # Another process holding the write lock past the busy timeout: the write
     # is queued and goes through once the lock is released.
     monkeypatch.setattr(devchain_module, "_BUSY_TIMEOUT_S", 0.05)
     DevChain.create(tmp_path / "chain.db", max_validators=2)
     chain = DevChain(tmp_path / "chain.db", policy=RetryPolicy(first_delay=0.05, max_delay=0.1))
-    (a,) = registered(chain, "a")
+    (a,) = register_keys(chain, "a")
     chain.add_stake(a.ss58_address, 1.0)
     holder = sqlite3.connect(chain.path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
@@ -301,7 +264,7 @@ def test_a_locked_file_is_an_outage_not_a_refusal(tmp_path, monkeypatch):
 
 
 def test_incentive_is_computed_on_every_read(chain):
-    a, b, c = registered(chain, "a", "b", "c")
+    a, b, _ = register_keys(chain, "a", "b", "c")
     chain.add_stake(a.ss58_address, 3.0)
     chain.add_stake(b.ss58_address, 1.0)
     chain.set_weights(a, [2], [1.0])

@@ -24,8 +24,8 @@ def test_one_huge_contribution_cannot_move_the_mean_far():
     honest = [torch.randn(1000, generator=torch.Generator().manual_seed(i)) * 0.01 for i in range(4)]
     attack = torch.full((1000,), 1e6)
     clean = robust_mean(honest)
-    attacked = robust_mean(honest + [attack])
-    median = sorted(float(v.norm()) for v in honest + [attack])[2]
+    attacked = robust_mean([*honest, attack])
+    median = sorted(float(v.norm()) for v in [*honest, attack])[2]
     assert float((attacked - clean).norm()) <= 2 * median  # bounded by the median norm, not by 1e6
 
 

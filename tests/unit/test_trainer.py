@@ -96,8 +96,7 @@ def test_inner_training_lowers_loss():
     ev0 = eval_loss(model, held, SEQ, batch_size=8)
     assert model.training, "eval_loss must restore the training mode"
     assert ev0 == eval_loss(model, held, SEQ, batch_size=8), "eval_loss must be deterministic"
-    tr = InnerTrainer(model, lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95), warmup_steps=5,
-                      batch_size=8, seq_len=SEQ, device="cpu")
+    tr = InnerTrainer(model, lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95), warmup_steps=5, batch_size=8, seq_len=SEQ, device="cpu")
     first = tr.train(train_pages, 5, seed=1)
     later = [tr.train(train_pages, 10, seed=s) for s in (2, 3, 4)]
     assert tr.step_count == 35
@@ -114,8 +113,7 @@ def test_inner_training_reproducible():
     results = []
     for _ in range(2):
         model = build_model("tiny", 3)
-        tr = InnerTrainer(model, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.95), warmup_steps=0,
-                          batch_size=4, seq_len=SEQ, device="cpu")
+        tr = InnerTrainer(model, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.95), warmup_steps=0, batch_size=4, seq_len=SEQ, device="cpu")
         loss = tr.train(pages, 3, seed=11)
         results.append((loss, _state(model)))
     (l1, s1), (l2, s2) = results
@@ -123,20 +121,17 @@ def test_inner_training_reproducible():
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
     # a different seed picks different windows
     model = build_model("tiny", 3)
-    tr = InnerTrainer(model, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.95), warmup_steps=0,
-                      batch_size=4, seq_len=SEQ, device="cpu")
+    tr = InnerTrainer(model, lr=1e-3, weight_decay=0.0, betas=(0.9, 0.95), warmup_steps=0, batch_size=4, seq_len=SEQ, device="cpu")
     assert tr.train(pages, 3, seed=12) != l1
 
 
 def test_trainer_state_dict_roundtrip():
     pages = _text_pages(4)
     model = build_model("tiny", 0)
-    tr = InnerTrainer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), warmup_steps=2,
-                      batch_size=2, seq_len=SEQ, device="cpu")
+    tr = InnerTrainer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), warmup_steps=2, batch_size=2, seq_len=SEQ, device="cpu")
     tr.train(pages, 2, seed=0)
     model2 = copy.deepcopy(model)
-    tr2 = InnerTrainer(model2, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), warmup_steps=2,
-                       batch_size=2, seq_len=SEQ, device="cpu")
+    tr2 = InnerTrainer(model2, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), warmup_steps=2, batch_size=2, seq_len=SEQ, device="cpu")
     tr2.load_state_dict(copy.deepcopy(tr.state_dict()))
     assert tr2.step_count == 2
     l1, l2 = tr.train(pages, 2, seed=5), tr2.train(pages, 2, seed=5)

@@ -44,8 +44,12 @@ def _check(round_, subject: str, priors: tuple = (), vector=None, memo=None, tol
     pages, theta, updates, assigned = round_
     others = [v for h, v in sorted(updates.items()) if h != subject]
     inputs = CheckInputs(
-        theta=theta, vector=updates[subject] if vector is None else vector, others=others,
-        assigned=[pages[i] for i in assigned[subject]], control=[pages[8], pages[9]], stale=False,
+        theta=theta,
+        vector=updates[subject] if vector is None else vector,
+        others=others,
+        assigned=[pages[i] for i in assigned[subject]],
+        control=[pages[8], pages[9]],
+        stale=False,
         prior_specificities=tuple(priors),
     )
     return run_checks(build_model("tiny", 0), inputs, SEQ, WINDOWS, tol, memo)
@@ -97,7 +101,6 @@ def test_noise_fails_at_once(round_):
 
 
 def test_memo_gives_the_same_metrics(round_):
-    pages, theta, updates, assigned = round_
     memo = LossMemo()
     first = _check(round_, "honest", memo=memo)
     assert _check(round_, "honest", memo=memo).metrics == first.metrics == _check(round_, "honest").metrics

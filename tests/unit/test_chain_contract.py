@@ -1,118 +1,21 @@
 """The ChainView contract: every test runs against the embedded dev chain and
-against the Bittensor adapter on the in-memory substrate of fake_subtensor.py.
-
-A harness does to each chain what its operator and the chain itself would:
-register and stake (btcli on a real subnet), run an epoch (a real subnet
-recomputes permits and incentive once per tempo; the dev chain does it on
-every read), let blocks pass, and take the chain away (an RPC endpoint that
-refuses connections; a dev-chain file that has vanished).
+against the Bittensor adapter on the in-memory substrate of tests/support/fake_subtensor.py
+(the `harness` fixture; the harnesses are in tests/support/chains.py).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import signal
-import time
 import types
-from pathlib import Path
 
 import pytest
-from bittensor.sp_core import Keypair
-from fake_subtensor import FakeSubstrate
 
-from node.chain import ChainError, ChainUnavailable, ChainView, DevChain, RetryPolicy
-from node.chain import devchain as devchain_module
+from node.chain import ChainError, ChainUnavailable, ChainView
 from node.chain import guard as guard_module
-from node.chain.bittensor_adapter import BittensorChain
 from protocol import signing, wire
 from protocol.messages import PeerBinding
-
-MAX_VALIDATORS = 2
-NETUID = 5
-# Short delays, so that writes queued during an outage are retried within the test.
-POLICY = RetryPolicy(first_delay=0.05, max_delay=0.2, stale_wait=1.0, first_wait=5.0)
-A, B, C, D = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Charlie", "Dave"))
-
-
-class DevHarness:
-    commit_reveal = False
-
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.clock = 1000.0
-        monkeypatch.setattr(devchain_module, "time", types.SimpleNamespace(time=lambda: self.clock))
-        self.path = tmp_path / "chain.db"
-        DevChain.create(self.path, block_time=1.0, max_validators=MAX_VALIDATORS)
-        self.chain = DevChain(self.path, policy=POLICY)
-
-    def register(self, hotkey: str) -> None:
-        self.chain.register(hotkey)
-
-    def stake(self, hotkey: str, amount: float) -> None:
-        self.chain.add_stake(hotkey, amount)
-
-    def epoch(self) -> None:
-        pass  # permits and incentive are computed on every read
-
-    def advance(self, blocks: int) -> None:
-        self.clock += blocks * self.chain.block_time
-
-    def outage(self, down: bool) -> None:
-        # Every call opens the file afresh, so moving it away is a real outage.
-        for suffix in ("", "-wal", "-shm"):
-            here, away = Path(f"{self.path}{suffix}"), Path(f"{self.path}{suffix}.away")
-            src, dst = (here, away) if down else (away, here)
-            if src.exists():
-                src.rename(dst)
-
-
-class FakeHarness:
-    commit_reveal = True
-
-    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-        # Connecting caches token symbols on disk; keep that out of $HOME.
-        monkeypatch.setenv("BTCLI_TOKEN_SYMBOLS_CACHE", str(tmp_path / "symbols.json"))
-        self.fake = FakeSubstrate(NETUID, max_validators=MAX_VALIDATORS)
-        self.chain = BittensorChain("local", NETUID, substrate=self.fake, policy=POLICY)
-
-    def register(self, hotkey: str) -> None:
-        self.fake.register(hotkey)
-
-    def stake(self, hotkey: str, amount: float) -> None:
-        self.fake.stake(hotkey, amount)
-
-    def epoch(self) -> None:
-        self.fake.epoch()
-
-    def advance(self, blocks: int) -> None:
-        self.fake.block += blocks
-
-    def outage(self, down: bool) -> None:
-        self.fake.down = down
-
-
-@pytest.fixture(params=[DevHarness, FakeHarness], ids=["devchain", "bittensor"])
-def harness(request, tmp_path, monkeypatch):
-    return request.param(tmp_path, monkeypatch)
-
-
-def validators(harness, stakes: dict[Keypair, float]) -> ChainView:
-    """Register every key of ``stakes`` in order (uids 0, 1, ...), stake, run an epoch."""
-    for k in stakes:
-        harness.register(k.ss58_address)
-    for k, amount in stakes.items():
-        if amount:
-            harness.stake(k.ss58_address, amount)
-    harness.epoch()
-    return harness.chain
-
-
-def wait_for(condition, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
+from tests.support import wait_for
+from tests.support.chains import NETUID, A, B, C, D, validators
 
 # Membership -------------------------------------------------------------------
 
@@ -213,9 +116,7 @@ def test_commit_reveal_subnet_reveals_weights_only_later(harness):
 
 def test_commitments_round_trip_a_peer_binding(harness):
     chain = validators(harness, {A: 0, B: 0})
-    binding = signing.sign(
-        PeerBinding(run_id=b"r" * 32, hotkey=A.ss58_address, peer_id=b"\x00\x24" + bytes(36), expires_at=1e9), A
-    )
+    binding = signing.sign(PeerBinding(run_id=b"r" * 32, hotkey=A.ss58_address, peer_id=b"\x00\x24" + bytes(36), expires_at=1e9), A)
     data = wire.encode(binding)
     chain.set_commitment(A, data)
     chain.set_commitment(B, b"first")
@@ -313,19 +214,3 @@ def test_failed_calls_back_off_exponentially(harness, monkeypatch):
     harness.outage(False)
     assert chain.neurons() == seen
     assert chain.health().failures == 0
-
-
-def test_works_in_a_forked_child(harness):
-    # hivemind forks its DHT process with the node's ChainView inside; locks,
-    # threads and the SDK's event loop do not survive a fork.
-    chain = validators(harness, {A: 50.0})
-    chain.neurons()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit code
-        signal.alarm(20)
-        try:
-            ok = [n.hotkey for n in chain.neurons()] == [A.ss58_address] and chain.weights() == {}
-        finally:
-            os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0

@@ -1,6 +1,5 @@
 """The `gradswarm` command as an operator meets it: exit codes and messages."""
 
-from node.chain import DevChain
 from node.cli import main
 from node.config import ChainSpec, NodeConfig, RunSpec, render_run_file
 from node.keys import load_hotkey
@@ -17,10 +16,8 @@ def test_keys_new_creates_a_loadable_hotkey_and_refuses_to_overwrite(tmp_path, c
     assert load_hotkey("miner", "default", tmp_path).ss58_address == keypair.ss58_address
 
 
-def test_node_run_refuses_an_unregistered_hotkey(tmp_path, capsys):
+def test_node_run_refuses_an_unregistered_hotkey(tmp_path, spec, capsys):
     assert main(["keys", "new", "--name", "w", "--wallet-root", str(tmp_path)]) == 0
-    DevChain.create(tmp_path / "chain.sqlite")
-    spec = RunSpec(chain=ChainSpec(kind="dev", path=str(tmp_path / "chain.sqlite")))
     config = tmp_path / "run.toml"
     config.write_text(render_run_file(spec, NodeConfig(wallet="w", wallet_root=str(tmp_path), data_dir=str(tmp_path / "d"))))
     capsys.readouterr()

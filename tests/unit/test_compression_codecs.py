@@ -162,7 +162,7 @@ SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("chunk,k,numel", SHAPES)
+@pytest.mark.parametrize(("chunk", "k", "numel"), SHAPES)
 @pytest.mark.parametrize("value_bits", [1, 2])
 @pytest.mark.parametrize("group", [1, 3])
 def test_sparse_round_trip_matches_reference(chunk, k, numel, value_bits, group):
@@ -347,7 +347,7 @@ def _valid(name, chunk=64, k=4, vb=2, group=2, numel=64 * 5 + 10, seed=0):
 
 def _set_header(payload: bytes, **fields) -> bytes:
     names = ["magic", "version", "chunk", "k", "value_bits", "scale_group", "numel"]
-    values = dict(zip(names, struct.unpack_from("<4sBIIBIQ", payload, 0)))
+    values = dict(zip(names, struct.unpack_from("<4sBIIBIQ", payload, 0), strict=True))
     values.update(fields)
     return struct.pack("<4sBIIBIQ", *[values[n] for n in names]) + payload[SPARSE_HEADER_BYTES:]
 
@@ -372,7 +372,7 @@ def test_sparse_header_and_length_attacks(name):
         "numel huge": _set_header(good, numel=2**64 - 1),
     }
     for label, payload in attacks.items():
-        with pytest.raises(CompressionError):
+        with pytest.raises(CompressionError):  # noqa: PT012 - the label says which attack got through
             c.decode(payload, numel)
             pytest.fail(label)
     for bad_numel in (numel - 1, numel + 1, 0, 2**63, -1, 3.0, True, None):
@@ -434,7 +434,7 @@ def test_plain_index_attacks():
     c = codec("sparseloco", 64, 4, 2, 1)
     for last in ([0, 1, 2, 10], [0, 1, 2, 9]):
         levels = np.array([1.0, 2.0] * 2, dtype="<f2").tobytes()
-        idx = pack_fixed(np.array([1, 5, 9, 63] + last), 6)
+        idx = pack_fixed(np.array([1, 5, 9, 63, *last]), 6)
         codes = pack_fixed(np.zeros(8, dtype=np.int64), 2)
         payload = struct.pack("<4sBIIBIQ", b"GSSL", 1, 64, 4, 2, 1, 74) + levels + idx + codes
         if last[-1] == 10:
@@ -485,7 +485,7 @@ def test_ec_hand_built_attacks():
     bad["odd nibble padding"] = bytes(data)
     bad["partial chunk index in padding"] = _ec_payload([0, 0, 0], [], [1] * 8 + [0] * 7 + [1] * 4, numel=138)
     for label, payload in bad.items():
-        with pytest.raises(CompressionError):
+        with pytest.raises(CompressionError):  # noqa: PT012 - the label says which payload got through
             c.decode(payload, 138 if label in ("odd nibble padding", "partial chunk index in padding") else 128)
             pytest.fail(label)
     # Over the bound: refused before the streams are read.
@@ -538,7 +538,7 @@ def _mutate(rng: random.Random, good: bytes) -> bytes:
     return bytes(data)
 
 
-@pytest.mark.parametrize("name,chunk,k,vb,group", FUZZ_CASES)
+@pytest.mark.parametrize(("name", "chunk", "k", "vb", "group"), FUZZ_CASES)
 def test_fuzz_only_clean_errors_or_finite_output(name, chunk, k, vb, group):
     numel = chunk * 5 + chunk // 3
     c, good, numel = _valid(name, chunk, k, vb, group, numel=numel, seed=len(name))
@@ -590,8 +590,7 @@ def test_run_spec_default_codec_and_settings_validation():
     assert spec.name == settings.name and spec.scale_group == settings.scale_group
     numel = 4096 * 32 * 8
     assert numel * 4 / len(c.encode(_adam_like(numel))) >= 200
-    for table in ('name = "nope"', "k = 0", "chunk = 100", "value_bits = 3", "scale_group = 0",
-                  "error_feedback_beta = 1.5"):
+    for table in ('name = "nope"', "k = 0", "chunk = 100", "value_bits = 3", "scale_group = 0", "error_feedback_beta = 1.5"):
         with pytest.raises(ConfigError):
             parse_run_file(f"[codec]\n{table}\n")
     assert parse_run_file('[codec]\nname = "topk"\n')[0].codec.codec_spec().name == "topk"

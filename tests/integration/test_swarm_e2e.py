@@ -10,13 +10,16 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def run_demo(out: Path, *args: str, timeout: float) -> tuple[subprocess.CompletedProcess, dict]:
     proc = subprocess.run(
         [sys.executable, "-m", "node.cli", "demo", "--out", str(out), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     summary_path = out / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
@@ -45,9 +48,7 @@ def test_three_nodes_train_one_model_together(tmp_path):
 
 @pytest.mark.slow
 def test_late_joiner_syncs_to_the_signed_state(tmp_path):
-    proc, summary = run_demo(
-        tmp_path, "--peers", "3", "--rounds", "6", "--round-seconds", "20", "--late-join", "3", timeout=480
-    )
+    proc, summary = run_demo(tmp_path, "--peers", "3", "--rounds", "6", "--round-seconds", "20", "--late-join", "3", timeout=480)
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
     assert len(set(summary["final_state_hashes"].values())) == 1
     late = [json.loads(line) for line in (tmp_path / "nodes" / "node2" / "rounds.jsonl").read_text().splitlines()]
@@ -58,9 +59,7 @@ def test_late_joiner_syncs_to_the_signed_state(tmp_path):
 
 @pytest.mark.slow
 def test_adversaries_are_caught_and_excluded(tmp_path):
-    proc, summary = run_demo(
-        tmp_path, "--peers", "4", "--adversaries", "copy,noise,wrong-pages", "--rounds", "10", timeout=900
-    )
+    proc, summary = run_demo(tmp_path, "--peers", "4", "--adversaries", "copy,noise,wrong-pages", "--rounds", "10", timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
     copier, noise, wrong_pages = summary["adversaries"]  # in the order of --adversaries
     excluded = summary["excluded_from_round"]
@@ -71,8 +70,9 @@ def test_adversaries_are_caught_and_excluded(tmp_path):
     assert all(summary["verdicts"].get(h, {"fail": 0})["fail"] == 0 for h in honest)
     # every record a node made replays to the same verdict
     store = tmp_path / "nodes" / "node0" / "audit"
-    replay = subprocess.run([sys.executable, "-m", "node.cli", "audit", "replay", "--store", str(store)],
-                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    replay = subprocess.run(
+        [sys.executable, "-m", "node.cli", "audit", "replay", "--store", str(store)], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
     assert replay.returncode == 0, replay.stdout + replay.stderr
     assert excluded[wrong_pages] is not None and excluded[wrong_pages] <= 5
     assert summary["verdicts"][wrong_pages]["fail"] >= 1
@@ -80,9 +80,7 @@ def test_adversaries_are_caught_and_excluded(tmp_path):
 
 @pytest.mark.slow
 def test_unregistered_sybils_get_nothing_in(tmp_path):
-    proc, summary = run_demo(
-        tmp_path, "--peers", "3", "--sybils", "4", "--rounds", "4", "--round-seconds", "30", timeout=600
-    )
+    proc, summary = run_demo(tmp_path, "--peers", "3", "--sybils", "4", "--rounds", "4", "--round-seconds", "30", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
     assert summary["sybils"] == 4
     assert summary["sybil_records_accepted"] == 0

@@ -1,30 +1,28 @@
 """What only the Bittensor adapter does: the extrinsics it sends and how it
 reads the SDK's answers. What every chain must do is in test_chain_contract.py;
-both run against the in-memory substrate of fake_subtensor.py."""
+both run against the in-memory substrate of tests/support/fake_subtensor.py."""
 
 import pickle
 
 import bittensor as bt
 import pytest
-from bittensor.sp_core import Keypair
-from fake_subtensor import FakeSubstrate
 
-from node.chain import MAX_COMMITMENT_BYTES, ChainError, ChainView, RetryPolicy
+from node.chain import MAX_COMMITMENT_BYTES, ChainError, ChainView, RefreshWindows, RetryPolicy
 from node.chain.bittensor_adapter import (
     BittensorChain,
     raw_commitment_bytes,
     raw_fields,
 )
 from node.config import ConfigError, parse_run_file
+from tests.support import keypair, wait_for
+from tests.support.fake_subtensor import FakeSubstrate
 
 NETUID = 3
-ALICE, BOB, CAROL = (Keypair.create_from_uri(f"//{n}") for n in ("Alice", "Bob", "Carol"))
+ALICE, BOB, CAROL = (keypair(n) for n in ("Alice", "Bob", "Carol"))
 
 
 @pytest.fixture
-def fake(monkeypatch, tmp_path) -> FakeSubstrate:
-    # Connecting caches token symbols on disk; keep that out of $HOME.
-    monkeypatch.setenv("BTCLI_TOKEN_SYMBOLS_CACHE", str(tmp_path / "symbols.json"))
+def fake(btcli_cache) -> FakeSubstrate:
     fake = FakeSubstrate(NETUID, max_validators=2)
     for k in (ALICE, BOB, CAROL):
         fake.register(k.ss58_address)
@@ -35,7 +33,7 @@ def fake(monkeypatch, tmp_path) -> FakeSubstrate:
 
 
 @pytest.fixture
-def chain(fake) -> BittensorChain:
+def chain(fake) -> BittensorChain:  # here, not the dev chain of tests/conftest.py
     return BittensorChain("local", NETUID, substrate=fake, policy=RetryPolicy(first_delay=0.05, max_delay=0.2))
 
 
@@ -118,7 +116,7 @@ def test_chain_refusals_are_chain_errors_and_not_queued(chain, fake):
     with pytest.raises(ChainError, match="NeuronNoValidatorPermit"):
         chain.set_weights(CAROL, [0], [1.0])
     with pytest.raises(ChainError, match="not registered"):
-        chain.set_weights(Keypair.create_from_uri("//Dave"), [0], [1.0])
+        chain.set_weights(keypair("Dave"), [0], [1.0])
     assert chain.health().pending_writes == ()
 
 
@@ -136,14 +134,15 @@ def test_a_connection_dropped_during_a_submission_is_an_outage(chain, fake, monk
     chain.set_commitment(BOB, b"peer")  # queued, not refused
     assert chain.health().pending_writes == (f"set the commitment of {BOB.ss58_address}",)
     monkeypatch.setattr(fake, "submit", submit)
-    _wait_for(lambda: not chain.health().pending_writes)  # retried after the backoff
+    wait_for(lambda: not chain.health().pending_writes)  # retried after the backoff
     assert chain.commitments() == {BOB.ss58_address: b"peer"}
 
 
 def test_a_hung_chain_holds_readers_up_for_stale_wait_at_most(fake):
     import time
 
-    chain = BittensorChain("local", NETUID, substrate=fake, policy=RetryPolicy(stale_wait=0.1))
+    # Every read asks the chain: the stake change below is made behind the view's back.
+    chain = BittensorChain("local", NETUID, substrate=fake, policy=RetryPolicy(stale_wait=0.1), refresh=RefreshWindows.uniform(0))
     seen = chain.neurons()
     fake.delay = 0.6
     fake.stake(CAROL.ss58_address, 7)
@@ -152,7 +151,7 @@ def test_a_hung_chain_holds_readers_up_for_stale_wait_at_most(fake):
     assert chain.neurons() == seen  # joins the read in flight, without waiting again
     assert time.monotonic() - started < 0.5  # not the 0.6 s a chain call takes
     assert chain.health().reachable  # slow is not down
-    _wait_for(lambda: chain.neurons()[2].stake == pytest.approx(7.0), timeout=20)  # the slow answer lands
+    wait_for(lambda: chain.neurons()[2].stake == pytest.approx(7.0), timeout=20)  # the slow answer lands
 
 
 def test_commitments_are_split_into_raw_fields(chain, fake):
@@ -168,7 +167,7 @@ def test_commitments_are_split_into_raw_fields(chain, fake):
 
 def test_commitments_of_deregistered_hotkeys_are_ignored(chain, fake):
     chain.set_commitment(BOB, b"bob")
-    fake.hotkeys[1] = Keypair.create_from_uri("//Eve").ss58_address  # Bob's uid was taken over
+    fake.hotkeys[1] = keypair("Eve").ss58_address  # Bob's uid was taken over
     assert chain.commitments() == {}
 
 
@@ -187,12 +186,3 @@ def test_foreign_commitments_are_skipped(fields):
 
 def test_raw_fields_concatenate():
     assert raw_commitment_bytes([{"Raw2": "0x0102"}, {"Raw1": "0x03"}]) == b"\x01\x02\x03"
-
-
-def _wait_for(condition, timeout: float = 5.0) -> None:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)

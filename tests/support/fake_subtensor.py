@@ -137,9 +137,7 @@ class FakeSubstrate:
                 return per_subnet[fn]
         raise AssertionError(f"the adapter is not expected to read {module}.{fn}{params}")
 
-    async def query_map(
-        self, module: str, fn: str, params: list | None = None, block_hash: str | None = None
-    ) -> list[tuple[Any, Any]]:
+    async def query_map(self, module: str, fn: str, params: list | None = None, block_hash: str | None = None) -> list[tuple[Any, Any]]:
         await self._call()
         params = list(params or [])
         if (module, fn, params) == ("SubtensorModule", "TokenSymbol", []):
@@ -199,7 +197,7 @@ class FakeSubstrate:
                 return _refused("NeuronNoValidatorPermit")
             if any(dest >= len(self.hotkeys) for dest in call.params["dests"]):
                 return _refused("UidVecContainInvalidOne")
-            self.weight_rows[uid] = list(zip(call.params["dests"], call.params["weights"]))
+            self.weight_rows[uid] = list(zip(call.params["dests"], call.params["weights"], strict=True))
             self.last_update[uid] = self.block
         elif target == ("SubtensorModule", "commit_timelocked_mechanism_weights"):
             if uid is None:

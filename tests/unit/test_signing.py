@@ -1,7 +1,6 @@
 import dataclasses
 
 import pytest
-from bittensor.sp_core import Keypair
 
 from protocol import signing, wire
 from protocol.messages import ContributionMeta, StateAnnouncement
@@ -10,18 +9,10 @@ from protocol.signing import SignatureError
 RUN = b"\x11" * 32
 
 
-@pytest.fixture(scope="module")
-def alice():
-    return Keypair.create_from_uri("//Alice")
-
-
-@pytest.fixture(scope="module")
-def bob():
-    return Keypair.create_from_uri("//Bob")
-
-
 def meta(hotkey, run=RUN, round_=1):
-    return ContributionMeta(run_id=run, round=round_, hotkey=hotkey, peer_id=b"p", digest=b"\x00" * 32, nbytes=10, codec="topk", base_state_hash=b"\x03" * 32)
+    return ContributionMeta(
+        run_id=run, round=round_, hotkey=hotkey, peer_id=b"p", digest=b"\x00" * 32, nbytes=10, codec="topk", base_state_hash=b"\x03" * 32
+    )
 
 
 def test_signed_message_verifies_after_wire_round_trip(alice):

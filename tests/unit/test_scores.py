@@ -8,9 +8,22 @@ RUN = b"\x01" * 32
 
 def record(verifier, subject, round_, verdict):
     return VerificationRecord(
-        run_id=RUN, round=round_, hotkey=verifier, subject=subject, payload_digest=b"\0" * 32, base_state_hash=b"\0" * 32,
-        claimed_base_hash=b"\0" * 32, codec="topk", assigned_pages=(1,), control_pages=(2,), page_digests=(b"\1" * 32, b"\2" * 32),
-        compared=(), metrics=(Metric("work_ratio", 1.0),), tolerances=(), verdict=verdict, reason="",
+        run_id=RUN,
+        round=round_,
+        hotkey=verifier,
+        subject=subject,
+        payload_digest=b"\0" * 32,
+        base_state_hash=b"\0" * 32,
+        claimed_base_hash=b"\0" * 32,
+        codec="topk",
+        assigned_pages=(1,),
+        control_pages=(2,),
+        page_digests=(b"\1" * 32, b"\2" * 32),
+        compared=(),
+        metrics=(Metric("work_ratio", 1.0),),
+        tolerances=(),
+        verdict=verdict,
+        reason="",
     )
 
 

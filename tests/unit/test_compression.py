@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import struct
 
@@ -46,11 +47,7 @@ def header(chunk: int, k: int, numel: int, magic: bytes = b"GSTK", version: int 
 
 
 def build(chunk: int, k: int, numel: int, idx, vals, **kw) -> bytes:
-    return (
-        header(chunk, k, numel, **kw)
-        + np.asarray(idx, dtype="<u2").tobytes()
-        + np.asarray(vals, dtype="<f2").tobytes()
-    )
+    return header(chunk, k, numel, **kw) + np.asarray(idx, dtype="<u2").tobytes() + np.asarray(vals, dtype="<f2").tobytes()
 
 
 # ------------------------------------------------------------------ spec / registry
@@ -78,7 +75,7 @@ def test_spec_validation(kwargs):
 
 def test_spec_is_frozen_and_registry():
     spec = CodecSpec(name="topk", chunk=4096, k=64)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         spec.k = 3  # type: ignore[misc]
     assert "topk" in registered_codecs()
     codec = get_codec(spec)
@@ -94,7 +91,7 @@ def test_spec_is_frozen_and_registry():
 
 
 @pytest.mark.parametrize(
-    "chunk,k,numel",
+    ("chunk", "k", "numel"),
     [
         (64, 4, 64 * 10),  # exact multiple
         (64, 4, 64 * 10 + 17),  # partial last chunk, longer than k
@@ -145,9 +142,7 @@ def test_byte_layout_matches_documentation():
         [3.0, -7.5, 1.0, -1.0, 0.0, 2.0, 0.0],  # last chunk keeps min(4, 3) = 3
     )
     assert payload == expected
-    assert expected[:TOPK_HEADER_BYTES] == b"GSTK\x01" + (64).to_bytes(4, "little") + (
-        4
-    ).to_bytes(4, "little") + (67).to_bytes(8, "little")
+    assert expected[:TOPK_HEADER_BYTES] == b"GSTK\x01" + (64).to_bytes(4, "little") + (4).to_bytes(4, "little") + (67).to_bytes(8, "little")
 
 
 def test_ties_go_to_lower_index_and_encoding_is_deterministic():
@@ -397,9 +392,7 @@ def test_fuzz_mutations_only_succeed_or_raise_compression_error():
             elif op < 0.8:
                 del data[rng.randrange(len(data) + 1) :]
             elif op < 0.9:
-                data[rng.randrange(len(data) + 1) : 0] = bytes(
-                    rng.randrange(256) for _ in range(rng.randint(1, 4))
-                )
+                data[rng.randrange(len(data) + 1) : 0] = bytes(rng.randrange(256) for _ in range(rng.randint(1, 4)))
             elif data:
                 pos = rng.randrange(len(data))
                 del data[pos : pos + rng.randint(1, 4)]

@@ -28,7 +28,7 @@ def test_node_section_does_not_change_run_id():
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         ("[train]\ninner_steps = 'many'\n", "train.inner_steps must be int"),
         ("[train]\ninner_stepz = 3\n", "unknown keys: inner_stepz"),
@@ -45,7 +45,7 @@ def test_bad_configs_say_what_is_wrong(text, message):
 
 
 @pytest.mark.parametrize(
-    "text, message",
+    ("text", "message"),
     [
         ("[train]\ninner_steps = 0\n", "must be positive"),
         ("[schedule]\nround_seconds = -1\n", "round_seconds must be positive"),
@@ -63,4 +63,7 @@ def test_where_the_chain_is_reached_does_not_change_run_id():
     other_endpoint = RunSpec(chain=ChainSpec(kind="bittensor", network="wss://lite.example:443", netuid=3))
     assert base.run_id == other_endpoint.run_id
     assert RunSpec(chain=ChainSpec(kind="bittensor", network="finney", netuid=4)).run_id != base.run_id
-    assert RunSpec(chain=ChainSpec(kind="dev", path="/a/chain.sqlite")).run_id == RunSpec(chain=ChainSpec(kind="dev", path="/b/chain.sqlite")).run_id
+    assert (
+        RunSpec(chain=ChainSpec(kind="dev", path="/a/chain.sqlite")).run_id
+        == RunSpec(chain=ChainSpec(kind="dev", path="/b/chain.sqlite")).run_id
+    )

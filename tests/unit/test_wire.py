@@ -1,4 +1,6 @@
+import contextlib
 import dataclasses
+import pickle
 
 import msgpack
 import pytest
@@ -12,7 +14,7 @@ from protocol.messages import (
     RoundManifest,
     StateAnnouncement,
 )
-from protocol.wire import ProtocolError
+from protocol.wire import ProtocolError, Rejection, rejection_of
 
 RUN = bytes(range(32))
 HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
@@ -22,9 +24,14 @@ DIGEST = b"\xab" * 32
 def samples():
     return [
         PeerBinding(run_id=RUN, hotkey=HOTKEY, peer_id=b"\x00" * 38, expires_at=123.5, signature=b"s" * 64),
-        ContributionMeta(run_id=RUN, round=7, hotkey=HOTKEY, peer_id=b"p" * 38, digest=DIGEST, nbytes=1000, codec="topk", base_state_hash=DIGEST),
+        ContributionMeta(
+            run_id=RUN, round=7, hotkey=HOTKEY, peer_id=b"p" * 38, digest=DIGEST, nbytes=1000, codec="topk", base_state_hash=DIGEST
+        ),
         RoundManifest(
-            run_id=RUN, round=3, hotkey=HOTKEY, base_state_hash=DIGEST,
+            run_id=RUN,
+            round=3,
+            hotkey=HOTKEY,
+            base_state_hash=DIGEST,
             entries=(ManifestEntry(HOTKEY, DIGEST), ManifestEntry("other", b"\x01" * 32)),
             result_state_hash=b"\x02" * 32,
         ),
@@ -66,11 +73,24 @@ def test_trailing_garbage():
 
 
 def test_oversized_rejected_before_parsing():
-    with pytest.raises(ProtocolError, match="exceeds limit"):
+    with pytest.raises(ProtocolError, match="exceeds limit") as caught:
         wire.decode(b"\x90" * (wire.MAX_ENVELOPE_BYTES + 1))
+    assert caught.value.reason is Rejection.OVERSIZED
     big = msgpack.packb([1, "peer_binding", [RUN, HOTKEY, b"x" * 600, 1.0, b""]])
-    with pytest.raises(ProtocolError, match="exceeds limit"):
+    with pytest.raises(ProtocolError, match="exceeds limit") as caught:
         wire.decode(big)
+    assert caught.value.reason is Rejection.OVERSIZED
+
+
+def test_rejections_carry_their_reason_as_data():
+    with pytest.raises(ProtocolError) as caught:
+        wire.decode(b"\xc1 garbage")
+    assert caught.value.reason is Rejection.MALFORMED  # the default: anything that does not parse
+    assert rejection_of(caught.value) == "malformed"
+    assert rejection_of(msgpack.ExtraData(1, b"")) is Rejection.MALFORMED  # not a ProtocolError at all
+    error = ProtocolError("too late", reason=Rejection.OUT_OF_WINDOW)
+    assert rejection_of(error) is Rejection.OUT_OF_WINDOW
+    assert pickle.loads(pickle.dumps(error)).reason is Rejection.OUT_OF_WINDOW  # survives a trip between processes
 
 
 def _raw(type_name, fields, version=1):
@@ -78,7 +98,7 @@ def _raw(type_name, fields, version=1):
 
 
 @pytest.mark.parametrize(
-    "data, message",
+    ("data", "message"),
     [
         (_raw("peer_binding", [RUN, HOTKEY, b"p", 1.0, b""], version=2), "unsupported wire version"),
         (_raw("no_such_type", []), "unknown message type"),
@@ -126,7 +146,5 @@ def test_random_bytes_never_crash():
         data = bytearray(valid)
         for _ in range(rng.randint(1, 6)):
             data[rng.randrange(len(data))] = rng.randrange(256)
-        try:
+        with contextlib.suppress(ProtocolError):
             wire.decode(bytes(data))
-        except ProtocolError:
-            pass

@@ -1,9 +1,7 @@
 import hashlib
 import json
-import multiprocessing as mp
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,18 +18,9 @@ from node.data.corpus import (
     load_corpus,
     stdlib_files,
 )
+from tests.support.corpora import write_files
 
 PT = 64
-
-
-def _write_files(d: Path, contents: list[bytes]) -> list[Path]:
-    d.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i, c in enumerate(contents):
-        p = d / f"f{i}.txt"
-        p.write_bytes(c)
-        paths.append(p)
-    return paths
 
 
 def _contents(seed: int = 0) -> list[bytes]:
@@ -41,7 +30,7 @@ def _contents(seed: int = 0) -> list[bytes]:
 
 def test_pages_manifest_and_digests(tmp_path):
     contents = _contents()
-    files = _write_files(tmp_path / "src", contents)
+    files = write_files(tmp_path / "src", contents)
     corpus = build_corpus_from_files("t", files, tmp_path / "cache", page_tokens=PT)
     stream = b"".join(c + FILE_SEPARATOR for c in contents)
     assert corpus.num_pages == len(stream) // PT
@@ -72,13 +61,13 @@ def test_pages_manifest_and_digests(tmp_path):
 
 
 def test_digest_stable_and_content_sensitive(tmp_path):
-    files = _write_files(tmp_path / "a", _contents(0))
+    files = write_files(tmp_path / "a", _contents(0))
     d1 = build_corpus_from_files("t", files, tmp_path / "c1", page_tokens=PT).manifest.digest
     d2 = build_corpus_from_files("t", files, tmp_path / "c2", page_tokens=PT).manifest.digest
     # same content elsewhere on disk -> same digest
-    d3 = build_corpus_from_files("t", _write_files(tmp_path / "b", _contents(0)), tmp_path / "c3", PT).manifest.digest
+    d3 = build_corpus_from_files("t", write_files(tmp_path / "b", _contents(0)), tmp_path / "c3", PT).manifest.digest
     assert d1 == d2 == d3
-    other = build_corpus_from_files("t", _write_files(tmp_path / "x", _contents(1)), tmp_path / "c1", PT)
+    other = build_corpus_from_files("t", write_files(tmp_path / "x", _contents(1)), tmp_path / "c1", PT)
     assert other.manifest.digest != d1
     assert build_corpus_from_files("u", files, tmp_path / "c1", PT).manifest.digest != d1
     assert build_corpus_from_files("t", files, tmp_path / "c1", PT * 2).manifest.digest != d1
@@ -88,7 +77,7 @@ def test_digest_stable_and_content_sensitive(tmp_path):
 
 
 def test_cache_reuse(tmp_path, monkeypatch):
-    files = _write_files(tmp_path / "src", _contents())
+    files = write_files(tmp_path / "src", _contents())
     cache = tmp_path / "cache"
     c1 = build_corpus_from_files("t", files, cache, page_tokens=PT)
     tokens = cache / c1.manifest.digest / "tokens.bin"
@@ -110,7 +99,7 @@ def test_cache_reuse(tmp_path, monkeypatch):
 
 
 def test_load_unknown_digest(tmp_path):
-    files = _write_files(tmp_path / "src", _contents())
+    files = write_files(tmp_path / "src", _contents())
     corpus = build_corpus_from_files("t", files, tmp_path / "cache", page_tokens=PT)
     wrong = hashlib.sha256(b"nope").hexdigest()
     with pytest.raises(CorpusNotFoundError, match="unknown corpus digest"):
@@ -125,7 +114,7 @@ def test_load_unknown_digest(tmp_path):
 
 
 def test_tampering_detected(tmp_path):
-    files = _write_files(tmp_path / "src", _contents())
+    files = write_files(tmp_path / "src", _contents())
     cache = tmp_path / "cache"
     corpus = build_corpus_from_files("t", files, cache, page_tokens=PT)
     digest = corpus.manifest.digest
@@ -163,27 +152,8 @@ def test_tampering_detected(tmp_path):
         load_corpus(cache, digest)
 
 
-def _build_worker(args):
-    files, cache = args
-    return build_corpus_from_files("t", [Path(f) for f in files], Path(cache), PT).manifest.digest
-
-
-def test_concurrent_builders(tmp_path):
-    rng = np.random.default_rng(5)
-    files = _write_files(tmp_path / "src", [bytes(rng.integers(0, 256, 200_000, dtype=np.uint8)) for _ in range(5)])
-    cache = tmp_path / "cache"
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(4) as pool:
-        digests = pool.map(_build_worker, [([str(f) for f in files], str(cache))] * 4)
-    assert len(set(digests)) == 1
-    corpus = load_corpus(cache, digests[0])
-    assert corpus.num_pages == (5 * (200_000 + len(FILE_SEPARATOR))) // PT
-    leftovers = [p for p in cache.rglob("*") if p.name.endswith(".tmp")]
-    assert not leftovers
-
-
 def test_too_small_corpus(tmp_path):
-    files = _write_files(tmp_path / "src", [b"abc"])
+    files = write_files(tmp_path / "src", [b"abc"])
     with pytest.raises(ValueError, match="fewer than one page"):
         build_corpus_from_files("t", files, tmp_path / "cache", page_tokens=PT)
 

@@ -37,7 +37,7 @@ def test_layout_format_and_mode(tmp_path):
     assert hotkey_path("miner", root=tmp_path) == path
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     doc = json.loads(path.read_bytes())
-    assert BTWALLET_FIELDS <= set(doc)
+    assert set(doc) >= BTWALLET_FIELDS
     assert doc["ss58Address"] == created.ss58_address
     assert doc["publicKey"] == doc["accountId"] == "0x" + bytes(created.public_key).hex()
     assert len(doc["secretPhrase"].split()) == 12

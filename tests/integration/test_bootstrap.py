@@ -3,12 +3,12 @@
 Fast tests run bootstraps in process (hivemind still puts each DHT in its own
 process with its own p2pd); one runs the real `gradswarm bootstrap run`
 command. The `slow` one runs a whole demo swarm through losing both bootstraps.
+The parts that need no network are in tests/unit/test_bootstrap.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import signal
 import socket
@@ -21,60 +21,27 @@ from pathlib import Path
 
 import hivemind
 import pytest
-from bittensor.sp_core import Keypair
-from hivemind.dht.routing import DHTID
-from hivemind.dht.validation import DHTRecord
 from hivemind.utils import get_dht_time
-from hivemind.utils.serializer import MSGPackSerializer
 from prometheus_client.parser import text_string_to_metric_families
 
 from bootstrap import stats as stats_module
 from bootstrap.daemon import Bootstrap, BootstrapSettings
-from bootstrap.identity import IdentityError, ensure_identity
+from bootstrap.identity import ensure_identity
 from bootstrap.netio import TcpTraffic
-from bootstrap.stats import DHTStats, Snapshot
-from bootstrap.validation import REASONS, CountingValidator
-from bootstrap.web import health, parse_address
-from node.chain import ChainError, DevChain
-from node.config import ChainSpec, NodeConfig, RunSpec, render_run_file
+from bootstrap.validation import REASONS
+from node.config import NodeConfig, RunSpec, render_run_file
 from node.swarm import records
 from node.swarm import swarm as swarm_module
-from node.swarm.swarm import Swarm
 from protocol import signing, wire
-from protocol.messages import (
-    ContributionMeta,
-    ManifestEntry,
-    PeerBinding,
-    RoundManifest,
-)
+from protocol.messages import PeerBinding
+from tests.support import free_port, wait_for
+from tests.support.swarm import contribution, start_swarm
 
-REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.chain(max_validators=1)  # the `chain` fixture's
+
+REPO = Path(__file__).resolve().parents[2]
 LOOPBACK = ("/ip4/127.0.0.1/tcp/0",)
-
-
-@pytest.fixture()
-def chain(tmp_path):
-    return DevChain.create(tmp_path / "chain.sqlite", max_validators=1)
-
-
-@pytest.fixture()
-def spec(chain, tmp_path):
-    return RunSpec(chain=ChainSpec(kind="dev", path=str(tmp_path / "chain.sqlite")))
-
-
-@pytest.fixture(scope="module")
-def keys():
-    return {name: Keypair.create_from_uri(f"//{name}") for name in ("Alice", "Bob", "Eve")}
-
-
-@pytest.fixture()
-def registered(chain, keys):
-    """Alice holds the validator permit, Bob is registered without one, Eve is not registered."""
-    chain.register(keys["Alice"].ss58_address)
-    chain.add_stake(keys["Alice"].ss58_address, 10)
-    chain.register(keys["Bob"].ss58_address)
-    chain.add_stake(keys["Bob"].ss58_address, 1)
-    return keys
+POLL = 0.2  # seconds between polls of a daemon
 
 
 def start_bootstrap(tmp_path: Path, spec: RunSpec, chain, name: str = "boot", **settings) -> Bootstrap:
@@ -103,50 +70,7 @@ def metrics(boot: Bootstrap) -> dict[tuple[str, tuple], float]:
     }
 
 
-def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def meta(kp, round_=1, run=b"", **changes):
-    m = ContributionMeta(run_id=run, round=round_, hotkey=kp.ss58_address, peer_id=b"p", digest=b"\x01" * 32,
-                         nbytes=5, codec="topk", base_state_hash=b"\x03" * 32)
-    return signing.sign(dataclasses.replace(m, **changes), kp)
-
-
-def record_for(msg, *, key=None, subkey=None, ttl=60.0, value=None) -> DHTRecord:
-    return DHTRecord(
-        key=DHTID.generate(source=key or records.key_for(msg)).to_bytes(),
-        subkey=MSGPackSerializer.dumps(subkey if subkey is not None else msg.hotkey),
-        value=MSGPackSerializer.dumps(value if value is not None else wire.encode(msg)),
-        expiration_time=get_dht_time() + ttl,
-    )
-
-
-# ----------------------------------------------------------------- identity
-
-
-def test_identity_is_created_private_and_kept(tmp_path):
-    key = tmp_path / "state" / "p2p.key"
-    first = ensure_identity(key)
-    assert key.stat().st_mode & 0o777 == 0o600
-    assert ensure_identity(key) == first
-    key.chmod(0o644)  # an operator's copy with a loose umask is narrowed, not replaced
-    assert ensure_identity(key) == first and key.stat().st_mode & 0o777 == 0o600
-    (tmp_path / "junk.key").write_bytes(b"not a key")
-    with pytest.raises(IdentityError):
-        ensure_identity(tmp_path / "junk.key")
+# ----------------------------------------------------------------- identity and addresses
 
 
 def test_restarted_bootstrap_keeps_its_peer_id_and_address(tmp_path, spec, chain):
@@ -174,7 +98,7 @@ def test_bootstraps_that_list_each_other_come_up_in_any_order(tmp_path, spec, ch
     try:
         b = start_bootstrap(tmp_path, spec, chain, name="b", listen=(f"/ip4/127.0.0.1/tcp/{port}",))
         try:  # b lists nobody: a finds it by re-dialing
-            wait_for(lambda: metrics(b).get(("gradswarm_bootstrap_peers_connected", ())) == 1, 30, "a to re-dial b")
+            wait_for(lambda: metrics(b).get(("gradswarm_bootstrap_peers_connected", ())) == 1, 30, interval=POLL, what="a to re-dial b")
         finally:
             b.stop()
     finally:
@@ -189,11 +113,29 @@ def test_bootstrap_command_prints_its_multiaddrs_and_restarts_as_the_same_peer(t
     def launch(listen: str) -> tuple[subprocess.Popen, dict]:
         info_file.unlink(missing_ok=True)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "bootstrap", "run", "--run", str(run_file), "--listen", listen,
-             "--identity", str(tmp_path / "id" / "p2p.key"), "--maddrs-file", str(info_file), "--http", "127.0.0.1:0"],
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                sys.executable,
+                "-m",
+                "node.cli",
+                "bootstrap",
+                "run",
+                "--run",
+                str(run_file),
+                "--listen",
+                listen,
+                "--identity",
+                str(tmp_path / "id" / "p2p.key"),
+                "--maddrs-file",
+                str(info_file),
+                "--http",
+                "127.0.0.1:0",
+            ],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
-        wait_for(lambda: info_file.exists() or proc.poll() is not None, 60, "the maddrs file")
+        wait_for(lambda: info_file.exists() or proc.poll() is not None, 60, interval=POLL, what="the maddrs file")
         assert proc.poll() is None, proc.stdout.read()
         return proc, json.loads(info_file.read_text())
 
@@ -220,28 +162,18 @@ def test_bootstrap_command_prints_its_multiaddrs_and_restarts_as_the_same_peer(t
 def test_public_host_settings_reach_p2pd(tmp_path, spec, chain):
     port = free_port()
     boot = start_bootstrap(
-        tmp_path, spec, chain, listen=(f"/ip4/127.0.0.1/tcp/{port}",), announce=(f"/ip4/127.0.0.2/tcp/{port}",),
-        reachability="public", use_relay=False,
+        tmp_path,
+        spec,
+        chain,
+        listen=(f"/ip4/127.0.0.1/tcp/{port}",),
+        announce=(f"/ip4/127.0.0.2/tcp/{port}",),
+        reachability="public",
+        use_relay=False,
     )
     try:
         assert [str(a) for a in boot.dht.get_visible_maddrs()] == [f"/ip4/127.0.0.2/tcp/{port}/p2p/{boot.dht.peer_id}"]
     finally:
         boot.stop()
-
-
-def test_bootstrap_command_rejects_bad_addresses(tmp_path, spec, capsys):
-    from node.cli import main
-
-    run_file = tmp_path / "run.toml"
-    run_file.write_text(render_run_file(spec, NodeConfig()))
-    base = ["bootstrap", "run", "--run", str(run_file), "--identity", str(tmp_path / "k")]
-    assert main([*base, "--listen", "tcp/31337"]) == 2
-    assert "Invalid MultiAddr" in capsys.readouterr().err
-    assert main([*base, "--peer", "/ip4/127.0.0.1/tcp/1"]) == 2
-    assert "/p2p/" in capsys.readouterr().err
-    assert main([*base, "--http", "localhost"]) == 2
-    assert "HOST:PORT" in capsys.readouterr().err
-    assert not (tmp_path / "k").exists()  # refused before anything started
 
 
 # ----------------------------------------------------------------- health and metrics
@@ -254,13 +186,19 @@ def test_metrics_parse_and_count_connected_peers(tmp_path, spec, chain):
     try:
         nodes = [hivemind.DHT(initial_peers=initial, host_maddrs=list(LOOPBACK), start=True) for _ in range(3)]
         connected = ("gradswarm_bootstrap_peers_connected", ())
-        wait_for(lambda: metrics(boot).get(connected) == 3, what="3 connected peers in /metrics")
+        wait_for(lambda: metrics(boot).get(connected) == 3, 20, interval=POLL, what="3 connected peers in /metrics")
         m = metrics(boot)
         assert m[("gradswarm_bootstrap_routing_table_peers", ())] == 3
         assert m[("gradswarm_bootstrap_uptime_seconds", ())] > 0
-        assert {("direction", "in"), ("direction", "out")} <= {labels[0] for name, labels in m if name == "gradswarm_bootstrap_network_bytes_total"}
+        assert {("direction", "in"), ("direction", "out")} <= {
+            labels[0] for name, labels in m if name == "gradswarm_bootstrap_network_bytes_total"
+        }
         assert m[("gradswarm_bootstrap_network_bytes_total", (("direction", "in"),))] > 0  # the nodes' pings
-        assert {dict(labels)["process"] for name, labels in m if name == "gradswarm_bootstrap_resident_memory_bytes"} == {"main", "dht", "p2pd"}
+        assert {dict(labels)["process"] for name, labels in m if name == "gradswarm_bootstrap_resident_memory_bytes"} == {
+            "main",
+            "dht",
+            "p2pd",
+        }
         assert {dict(labels)["reason"] for name, labels in m if name == "gradswarm_bootstrap_records_rejected_total"} == set(REASONS)
         status, body = get(boot.http_url + "/healthz")
         health = json.loads(body)
@@ -268,7 +206,7 @@ def test_metrics_parse_and_count_connected_peers(tmp_path, spec, chain):
         assert health["peer_id"] == str(boot.dht.peer_id) and health["peers_connected"] == 3
         assert health["records_held"] == 0 and health["uptime_seconds"] >= 0
         nodes.pop().shutdown()
-        wait_for(lambda: metrics(boot).get(connected) == 2, what="a departed peer to leave the count")
+        wait_for(lambda: metrics(boot).get(connected) == 2, 20, interval=POLL, what="a departed peer to leave the count")
     finally:
         for node in nodes:
             node.shutdown()
@@ -293,66 +231,7 @@ def test_http_serves_only_get_on_two_paths_and_survives_garbage(tmp_path, spec, 
         boot.stop()
 
 
-def test_healthz_turns_503_when_the_dht_process_stops_answering():
-    stats = DHTStats(peers_connected=2, routing_table_peers=3, records_stored=4, records_cached=1, accepted=5,
-                     rejected=dict.fromkeys(REASONS, 0))
-    fresh = Snapshot("QmPeer", time.time() - 60, stats, time.time() - 1, 10, 20)
-    status, body = health(fresh)
-    assert status == 200 and body["status"] == "ok" and body["records_held"] == 5 and body["uptime_seconds"] >= 60
-    status, stale = health(dataclasses.replace(fresh, dht_sampled_at=time.time() - 120))
-    assert status == 503 and stale["status"] == "stale" and stale["dht_sample_age_seconds"] >= 119
-    status, body = health(Snapshot("QmPeer", time.time(), None, 0.0, None, None))
-    assert status == 503 and body["peers_connected"] is None
-
-
-def test_http_address_parsing():
-    assert parse_address("127.0.0.1:9100") == ("127.0.0.1", 9100)
-    assert parse_address("[::1]:9100") == ("::1", 9100)
-    for bad in ("9100", "host:", "host:port", "h:99999", ":80"):
-        with pytest.raises(ValueError):
-            parse_address(bad)
-
-
 # ----------------------------------------------------------------- validation
-
-
-def test_every_rejection_reason_is_counted_and_acceptance_is_unchanged(tmp_path, chain, registered):
-    alice, bob, eve = registered["Alice"], registered["Bob"], registered["Eve"]
-    run = b"\x07" * 32
-    v = CountingValidator(run, chain)
-    plain = records.RunRecordValidator(run, chain)
-    good = meta(alice, run=run)
-
-    def manifest(kp):
-        m = RoundManifest(run_id=run, round=1, hotkey=kp.ss58_address, base_state_hash=b"\0" * 32,
-                          entries=(ManifestEntry(kp.ss58_address, b"\1" * 32),), result_state_hash=b"\2" * 32)
-        return signing.sign(m, kp)
-
-    cases = {
-        "unsigned": record_for(dataclasses.replace(good, signature=b"")),
-        "bad_signature": record_for(dataclasses.replace(good, signature=bytes(64))),
-        "wrong_run": record_for(meta(alice, run=b"\x08" * 32)),
-        "unregistered": record_for(meta(eve, run=run)),
-        "no_permit": record_for(manifest(bob)),
-        "misplaced": record_for(good, key=records.round_key(run, "contrib", 2)),
-        "ttl": record_for(good, ttl=10 * records.MAX_RECORD_TTL),
-        "malformed": record_for(good, value=b"\x00garbage"),
-    }
-    for reason, record in cases.items():
-        assert not v.validate(record) and not plain.validate(record), reason
-        assert v.rejected[reason] == 1, (reason, dict(v.rejected))
-    v.validate(record_for(good, subkey=bob.ss58_address))
-    assert v.rejected["misplaced"] == 2  # a subkey that is not the signer is misplaced too
-    for record in (record_for(good), record_for(manifest(alice))):
-        assert v.validate(record) and plain.validate(record)
-    assert v.accepted == 2 and sum(v.rejected.values()) == 9
-
-    class DownChain:
-        def neurons(self):
-            raise ChainError("node unreachable")
-
-    down = CountingValidator(run, DownChain())
-    assert not down.validate(record_for(good)) and down.rejected == {"chain_unavailable": 1}
 
 
 def test_bootstrap_refuses_and_counts_records_nodes_would_reject(tmp_path, spec, chain, registered):
@@ -361,10 +240,10 @@ def test_bootstrap_refuses_and_counts_records_nodes_would_reject(tmp_path, spec,
     # A peer with no validator of its own pushes whatever it likes to the bootstrap.
     pusher = hivemind.DHT(initial_peers=[str(a) for a in boot.dht.get_visible_maddrs()], host_maddrs=list(LOOPBACK), start=True)
     try:
-        good, stranger = meta(alice, run=spec.run_id), meta(eve, run=spec.run_id)
+        good, stranger = contribution(alice, run=spec.run_id), contribution(eve, run=spec.run_id)
         pushes = [
             (records.key_for(stranger), stranger.hotkey, wire.encode(stranger)),  # unregistered
-            (records.key_for(good), good.hotkey, wire.encode(meta(alice, run=b"\x09" * 32))),  # wrong run
+            (records.key_for(good), good.hotkey, wire.encode(contribution(alice, run=b"\x09" * 32))),  # wrong run
             (records.round_key(spec.run_id, "contrib", 9), good.hotkey, wire.encode(good)),  # misplaced
             (records.key_for(good), good.hotkey, b"\x00garbage"),  # malformed
             (records.key_for(good), good.hotkey, wire.encode(good)),  # valid: stored
@@ -377,7 +256,7 @@ def test_bootstrap_refuses_and_counts_records_nodes_would_reject(tmp_path, spec,
             rejected = {r: m[("gradswarm_bootstrap_records_rejected_total", (("reason", r),))] for r in REASONS}
             return m if sum(rejected.values()) >= 4 and m[("gradswarm_bootstrap_dht_records", (("table", "storage"),))] >= 1 else None
 
-        m = wait_for(counted, what="the pushed records in /metrics")
+        m = wait_for(counted, 20, interval=POLL, what="the pushed records in /metrics")
         for reason in ("unregistered", "wrong_run", "misplaced", "malformed"):
             assert m[("gradswarm_bootstrap_records_rejected_total", (("reason", reason),))] >= 1, reason
         assert m[("gradswarm_bootstrap_records_accepted_total", ())] >= 1
@@ -420,15 +299,12 @@ def test_node_joins_when_the_first_bootstrap_it_lists_is_down(tmp_path, spec, ch
     live = [str(a) for a in boot.dht.get_visible_maddrs()]
 
     async def scenario():
-        async def nothing(kind, digest):
-            return None
-
-        a = Swarm(spec.run_id, chain, bootstrap=[dead, *live], host="127.0.0.1", port=0, identity_path=tmp_path / "a" / "p2p.key")
-        b = Swarm(spec.run_id, chain, bootstrap=[dead, *live], host="127.0.0.1", port=0, identity_path=tmp_path / "b" / "p2p.key")
-        await a.start(nothing)
-        await b.start(nothing)
+        a = await start_swarm(spec.run_id, chain, tmp_path, "a", bootstrap=[dead, *live])
+        b = await start_swarm(spec.run_id, chain, tmp_path, "b", bootstrap=[dead, *live])
         try:
-            binding = signing.sign(PeerBinding(run_id=spec.run_id, hotkey=alice.ss58_address, peer_id=a.peer_id, expires_at=time.time() + 60), alice)
+            binding = signing.sign(
+                PeerBinding(run_id=spec.run_id, hotkey=alice.ss58_address, peer_id=a.peer_id, expires_at=time.time() + 60), alice
+            )
             assert await a.put(binding, binding.expires_at)
             assert await b.get(records.peers_key(spec.run_id), PeerBinding) == [binding]
         finally:
@@ -448,11 +324,7 @@ def test_node_that_lost_every_peer_redials_the_bootstraps_with_backoff(tmp_path,
     (maddr,) = [str(a) for a in boot.dht.get_visible_maddrs()]
 
     async def scenario():
-        async def nothing(kind, digest):
-            return None
-
-        node = Swarm(spec.run_id, chain, bootstrap=[maddr], host="127.0.0.1", port=0, identity_path=tmp_path / "n" / "p2p.key")
-        await node.start(nothing)
+        node = await start_swarm(spec.run_id, chain, tmp_path, "n", bootstrap=[maddr])
         try:
             assert len(await node.p2p.list_peers()) == 1
             await asyncio.to_thread(boot.stop)
@@ -475,9 +347,26 @@ def test_node_that_lost_every_peer_redials_the_bootstraps_with_backoff(tmp_path,
 @pytest.mark.slow
 def test_swarm_keeps_exchanging_contributions_after_every_bootstrap_is_gone(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "node.cli", "demo", "--out", str(tmp_path), "--peers", "3", "--rounds", "5",
-         "--round-seconds", "20", "--stop-bootstraps", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=480,
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "demo",
+            "--out",
+            str(tmp_path),
+            "--peers",
+            "3",
+            "--rounds",
+            "5",
+            "--round-seconds",
+            "20",
+            "--stop-bootstraps",
+            "2",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=480,
     )
     logs = "\n".join(p.read_text()[-3000:] for p in sorted(tmp_path.glob("nodes/*/node.log")))
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs
