@@ -84,7 +84,7 @@ class Swarm:
 
 
 def load_corpus() -> Corpus:
-    from node.data.corpus import build_stdlib_corpus
+    from node.data.build import build_stdlib_corpus
 
     cache = Path(os.environ.get("GRADSWARM_BENCH_CACHE", Path(tempfile.gettempdir()) / "gradswarm-bench")) / "corpus"
     return build_stdlib_corpus(cache)

@@ -78,7 +78,7 @@ def audit_store(tmp_path_factory):
     import torch
 
     from node.audit.store import AuditStore
-    from node.data.corpus import build_corpus_from_bytes
+    from node.data.build import build_corpus_from_bytes
     from node.outer.optimizer import OuterState
     from node.trainer import params
     from node.trainer.model import build_model

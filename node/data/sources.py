@@ -5,12 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from node.config import DataSpec
-from node.data.corpus import (
-    Corpus,
-    CorpusError,
-    build_corpus_from_files,
-    build_stdlib_corpus,
-)
+from node.data.build import build_corpus_from_files, build_stdlib_corpus
+from node.data.corpus import Corpus, CorpusError
 
 TEXT_SUFFIXES = (".txt", ".md", ".py", ".json", ".jsonl")
 

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from node.data.corpus import FILE_SEPARATOR, build_corpus_from_files, load_corpus
+from node.data.build import build_corpus_from_files
+from node.data.corpus import FILE_SEPARATOR, load_corpus
 from tests.support.corpora import write_files
 
 PT = 64

@@ -13,11 +13,9 @@ from node.data.corpus import (
     CorpusIntegrityError,
     CorpusManifest,
     CorpusNotFoundError,
-    build_corpus_from_files,
-    build_stdlib_corpus,
     load_corpus,
-    stdlib_files,
 )
+from node.data.build import build_corpus_from_files, build_stdlib_corpus, stdlib_files
 from tests.support.corpora import write_files
 
 PT = 64
@@ -82,7 +80,7 @@ def test_cache_reuse(tmp_path, monkeypatch):
     c1 = build_corpus_from_files("t", files, cache, page_tokens=PT)
     tokens = cache / c1.manifest.digest / "tokens.bin"
     mtime = tokens.stat().st_mtime_ns
-    import node.data.corpus as mod
+    import node.data.build as mod
 
     def boom(*a, **k):
         raise AssertionError("files re-read although the cache is valid")
