@@ -75,11 +75,11 @@ class Copy(Worker):
 
     async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
         assert self.pool is not None
-        while time.time() < deadlines.gather_end:
-            gathered = await self.pool.poll(r)
-            for hotkey in sorted(gathered.vectors):
-                if hotkey != self.hotkey and gathered.metas[hotkey].digest in self.pool.payloads:
-                    return Work(self.pool.payloads[gathered.metas[hotkey].digest][1], publish_until=float("inf"))
+        while time.time() < deadlines.collect_end:
+            collected = await self.pool.poll(r)
+            for hotkey in sorted(collected.vectors):
+                if hotkey != self.hotkey and collected.metas[hotkey].digest in self.pool.payloads:
+                    return Work(self.pool.payloads[collected.metas[hotkey].digest][1], publish_until=float("inf"))
             await asyncio.sleep(POLL_SECONDS)
         return None
 

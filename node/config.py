@@ -65,7 +65,9 @@ class OuterSpec:
     lr: float = 1.0
     momentum: float = 0.0
     nesterov: bool = True
-    gather_size: int = 32  # G: most contributions a manifest may name
+    # G: most contributions a manifest may name. (The one spec name left from when "gather" meant four
+    # things: renaming a spec field changes every run id, docs/DESIGN.md.)
+    gather_size: int = 32
     probation_slots: int = 8  # of those, at most this many for hotkeys nobody has verified yet
 
 

@@ -54,7 +54,7 @@ MIN_ENTRY_WEIGHT = 0.5  # a manifest may count one contribution at most twice as
 @dataclass(frozen=True)
 class ManifestEntry:
     """One contribution by its payload digest; in a manifest also its aggregation weight, which the
-    signer derives from on-chain standing (node/outer/gather.py) and the protocol bounds."""
+    signer derives from on-chain standing (node/outer/selection.py) and the protocol bounds."""
 
     hotkey: str = bounded(max_len=MAX_HOTKEY)
     digest: bytes = bounded(exact_len=DIGEST_BYTES)

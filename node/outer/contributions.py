@@ -33,7 +33,7 @@ RegisteredGet = Callable[[str, type], Awaitable[list]]  # a swarm read minus unr
 
 
 @dataclass
-class Gathered:
+class Collected:
     """Decoded contributions of one round, by hotkey."""
 
     metas: dict[str, ContributionMeta] = field(default_factory=dict)
@@ -57,16 +57,16 @@ class ContributionPool:
         self.schedule = schedule
         self.numel = 0  # set once the model is built
         self.payloads: dict[bytes, tuple[int, bytes]] = {}  # digest -> (round, bytes)
-        self.rounds: dict[int, Gathered] = {}
+        self.rounds: dict[int, Collected] = {}
 
-    def round(self, r: int) -> Gathered:
-        return self.rounds.setdefault(r, Gathered())
+    def round(self, r: int) -> Collected:
+        return self.rounds.setdefault(r, Collected())
 
     def add_own(self, meta: ContributionMeta, payload: bytes) -> None:
         self.payloads[meta.digest] = (meta.round, payload)
-        gathered = self.round(meta.round)
-        gathered.metas[meta.hotkey] = meta
-        gathered.vectors[meta.hotkey] = self.codec.decode(payload, self.numel)
+        collected = self.round(meta.round)
+        collected.metas[meta.hotkey] = meta
+        collected.vectors[meta.hotkey] = self.codec.decode(payload, self.numel)
 
     def revealed_payload(self, digest: bytes) -> bytes | None:
         """A payload we hold, once its round's reveal time has passed (what peers may fetch)."""
@@ -75,32 +75,32 @@ class ContributionPool:
             return None
         return held[1]
 
-    async def poll(self, r: int) -> Gathered:
+    async def poll(self, r: int) -> Collected:
         """Start fetching every newly announced, well-formed contribution of round r."""
-        gathered = self.round(r)
+        collected = self.round(r)
         metas = await self.get(round_key(self.run_id, "contrib", r), ContributionMeta)
         reveal = self.schedule.deadlines(r).reveal
         for meta in metas:
-            seen = gathered.first_seen.setdefault(meta.hotkey, time.time())
-            if seen > reveal and meta.hotkey not in gathered.vectors:
-                if meta.digest not in gathered.rejected:
+            seen = collected.first_seen.setdefault(meta.hotkey, time.time())
+            if seen > reveal and meta.hotkey not in collected.vectors:
+                if meta.digest not in collected.rejected:
                     log.warning("ignoring %s's contribution: announced after the reveal time", meta.hotkey)
-                    gathered.rejected.add(meta.digest)
+                    collected.rejected.add(meta.digest)
                 continue
-            if time.time() >= reveal and self._wanted(gathered, meta):
-                gathered.pending[meta.hotkey] = asyncio.create_task(self._fetch_into(gathered, meta))
-        return gathered
+            if time.time() >= reveal and self._wanted(collected, meta):
+                collected.pending[meta.hotkey] = asyncio.create_task(self._fetch_into(collected, meta))
+        return collected
 
-    def _wanted(self, gathered: Gathered, meta: ContributionMeta) -> bool:
-        if meta.hotkey in gathered.vectors or meta.hotkey in gathered.pending or meta.digest in gathered.rejected:
+    def _wanted(self, collected: Collected, meta: ContributionMeta) -> bool:
+        if meta.hotkey in collected.vectors or meta.hotkey in collected.pending or meta.digest in collected.rejected:
             return False
         if meta.codec != self.codec_name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
-            gathered.rejected.add(meta.digest)
+            collected.rejected.add(meta.digest)
             log.warning("rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
             return False
         return True
 
-    async def _fetch_into(self, gathered: Gathered, meta: ContributionMeta) -> None:
+    async def _fetch_into(self, collected: Collected, meta: ContributionMeta) -> None:
         try:
             try:
                 data = await self.swarm.fetch(meta.peer_id, "payload", meta.digest, meta.nbytes, timeout=FETCH_TIMEOUT)
@@ -109,13 +109,13 @@ class ContributionPool:
                 return
             vector = await self._decode(data, meta.digest, meta.hotkey)
             if vector is None:
-                gathered.rejected.add(meta.digest)
+                collected.rejected.add(meta.digest)
                 return
             self.payloads[meta.digest] = (meta.round, data)  # we can serve it on too
-            gathered.metas[meta.hotkey] = meta
-            gathered.vectors[meta.hotkey] = vector
+            collected.metas[meta.hotkey] = meta
+            collected.vectors[meta.hotkey] = vector
         finally:
-            gathered.pending.pop(meta.hotkey, None)
+            collected.pending.pop(meta.hotkey, None)
 
     async def _decode(self, data: bytes, digest: bytes, author: str) -> torch.Tensor | None:
         """The payload's vector if `data` is what `digest` names and decodes; None (logged) otherwise."""

@@ -32,11 +32,11 @@ def next_state(outer: OuterOptimizer, state: OuterState, vectors: Sequence[torch
 
 async def apply_manifest(pool: ContributionPool, outer: OuterOptimizer, base: OuterState, manifest: RoundManifest) -> OuterState | None:
     """θ_{r+1} as `manifest` defines it from `base`; None when a named payload cannot be obtained."""
-    gathered = pool.round(manifest.round)
+    collected = pool.round(manifest.round)
     vectors = []
     for entry in manifest.entries:
-        vector = gathered.vectors.get(entry.hotkey)
-        if vector is None or gathered.metas[entry.hotkey].digest != entry.digest:
+        vector = collected.vectors.get(entry.hotkey)
+        if vector is None or collected.metas[entry.hotkey].digest != entry.digest:
             vector = await pool.fetch_entry(entry, manifest.hotkey)
         if vector is None:
             log.warning("round %d: cannot obtain %s's payload; will sync the state instead", manifest.round, entry.hotkey)

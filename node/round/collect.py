@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from node.chain import ChainView
 from node.config import OuterSpec
-from node.outer.contributions import ContributionPool, Gathered
+from node.outer.contributions import ContributionPool, Collected
 from node.outer.optimizer import OuterOptimizer
 from node.swarm.board import Board
 from node.round.manifest import Signed, choose_entries, may_sign, sign_manifest
@@ -47,19 +47,19 @@ class Collector:
         rank = signer_rank(signers, self.board.keypair.ss58_address)
         neurons = {n.hotkey: n for n in self.chain.neurons()}
         while True:
-            gathered = await self.pool.poll(r)
+            collected = await self.pool.poll(r)
             manifest = await self.best_manifest(r)
             if manifest is not None:
                 return manifest
             now = time.time()
             if rank is not None and self.states.round == r:
                 slot = signing_time(self.schedule, r, rank, len(signers))
-                everyone_in = rank == 0 and await self._everyone_in(gathered)
-                if may_sign(now, slot, rank, everyone_in) and gathered.vectors:
-                    candidates = [h for h in gathered.vectors if h in neurons]
+                everyone_in = rank == 0 and await self._everyone_in(collected)
+                if may_sign(now, slot, rank, everyone_in) and collected.vectors:
+                    candidates = [h for h in collected.vectors if h in neurons]
                     await self.verification.read_validators_verdicts(r, candidates, {n.hotkey for n in signers})
-                    entries = choose_entries(self.scores, gathered, neurons, r, self.outer_spec)
-                    return await sign_manifest(self.board, r, base, gathered, entries, self.outer)
+                    entries = choose_entries(self.scores, collected, neurons, r, self.outer_spec)
+                    return await sign_manifest(self.board, r, base, collected, entries, self.outer)
             if now >= deadlines.end:
                 return None
             await asyncio.sleep(POLL_SECONDS)
@@ -67,7 +67,7 @@ class Collector:
     async def best_manifest(self, r: int) -> RoundManifest | None:
         return best_manifest(await self.board.manifests(r), r, manifest_signers(self.chain.neurons()))
 
-    async def _everyone_in(self, gathered: Gathered) -> bool:
+    async def _everyone_in(self, collected: Collected) -> bool:
         bindings = self.board.swarm.bindings
         live = {b.hotkey for b in await self.board.online() if await bindings.peer_of(b.hotkey) == b.peer_id}
-        return bool(live) and live <= set(gathered.vectors)
+        return bool(live) and live <= set(collected.vectors)

@@ -99,7 +99,7 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
     if node.config.evaluate and states.round == r + 1:
         report.eval_loss = await asyncio.to_thread(node.evaluate)
     if node.ranked is not None:  # the outer update: every rank holds θ_{r+1}; also rank 0's heartbeat to them
-        await asyncio.to_thread(node.ranked.hold, states.state.theta)
+        await asyncio.to_thread(node.ranked.load_everywhere, states.state.theta)
     report.state_hash = states.hash.hex()
     report.in_sync = manifest is None or states.hash == manifest.result_state_hash
     report.upload_payload_bytes = node.swarm.bytes_served["payload"] - served_before["payload"]

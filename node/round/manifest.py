@@ -3,7 +3,7 @@
 Who may sign and when is the protocol's rule (protocol/election.py). What goes
 in is the signer's choice within the protocol's bounds: the contributions it
 collected, filtered and weighted by chain standing and verdicts
-(node/outer/gather.py). The signer aggregates them itself and signs the
+(node/outer/selection.py). The signer aggregates them itself and signs the
 resulting state hash too, so every other node learns at once whether it
 reproduced the same θ_{r+1}.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from node.chain import Neuron
 from node.config import OuterSpec
-from node.outer.contributions import Gathered
-from node.outer.gather import select_gather
+from node.outer.contributions import Collected
+from node.outer.selection import select_contributions
 from node.outer.optimizer import OuterOptimizer, OuterState
 from node.round.apply import next_state
 from node.swarm.board import Board
@@ -41,17 +41,17 @@ class Signed:
 
 
 def choose_entries(
-    scores: Scoreboard, gathered: Gathered, neurons: dict[str, Neuron], r: int, outer: OuterSpec
+    scores: Scoreboard, collected: Collected, neurons: dict[str, Neuron], r: int, outer: OuterSpec
 ) -> tuple[ManifestEntry, ...]:
-    candidates = {h: neurons[h] for h in gathered.vectors if h in neurons}
-    chosen = select_gather(scores, candidates, r, outer.gather_size, outer.probation_slots)
-    return tuple(ManifestEntry(hotkey=h, digest=gathered.metas[h].digest, weight=w) for h, w in chosen.items())
+    candidates = {h: neurons[h] for h in collected.vectors if h in neurons}
+    chosen = select_contributions(scores, candidates, r, outer.gather_size, outer.probation_slots)
+    return tuple(ManifestEntry(hotkey=h, digest=collected.metas[h].digest, weight=w) for h, w in chosen.items())
 
 
 async def sign_manifest(
-    board: Board, r: int, base: Base, gathered: Gathered, entries: tuple[ManifestEntry, ...], outer: OuterOptimizer
+    board: Board, r: int, base: Base, collected: Collected, entries: tuple[ManifestEntry, ...], outer: OuterOptimizer
 ) -> Signed:
-    vectors = [gathered.vectors[e.hotkey] for e in entries]
+    vectors = [collected.vectors[e.hotkey] for e in entries]
     result = await asyncio.to_thread(next_state, outer, base.state, vectors, [e.weight for e in entries])
     manifest = RoundManifest(
         run_id=board.run_id,

@@ -38,14 +38,14 @@ class Verification:
             self._running = asyncio.create_task(self._verify(r, base))
 
     async def _verify(self, r: int, base: Base) -> None:
-        gathered = self.pool.rounds.get(r)
-        if gathered is None:
+        collected = self.pool.rounds.get(r)
+        if collected is None:
             return
         payloads = self.pool.payloads
         contributions = {
-            h: Contribution(gathered.metas[h], v, payloads[gathered.metas[h].digest][1])
-            for h, v in gathered.vectors.items()
-            if gathered.metas[h].digest in payloads
+            h: Contribution(collected.metas[h], v, payloads[collected.metas[h].digest][1])
+            for h, v in collected.vectors.items()
+            if collected.metas[h].digest in payloads
         }
         started = time.time()
         records = await asyncio.to_thread(self.verifier.verify_round, r, base.state, base.hash, contributions)

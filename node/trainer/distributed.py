@@ -131,16 +131,16 @@ class RankedTrainer:
 
     def train(self, theta: torch.Tensor, page_ids: list[int], seed: int, steps: int, deadline: float | None) -> tuple[float, torch.Tensor]:
         """Train all ranks from θ; the mean loss and the trained weights (flat, CPU)."""
-        self.hold(theta)
+        self.load_everywhere(theta)
         loss, trained = self._call("_train", page_ids, seed, steps, deadline)
         self._held = None  # the models now hold the trained weights
         return loss, trained
 
     def evaluate(self, theta: torch.Tensor, page_ids: list[int]) -> float:
-        self.hold(theta)
+        self.load_everywhere(theta)
         return self._call("_evaluate", page_ids)
 
-    def hold(self, theta: torch.Tensor) -> None:
+    def load_everywhere(self, theta: torch.Tensor) -> None:
         """Every rank's model holds θ afterwards. Rank 0 calls it every round, so the others hear from it."""
         unchanged = self._held is not None and self._held[0] is theta and self._held[1] == theta._version
         self._call("_load", None if unchanged else theta)
@@ -148,7 +148,7 @@ class RankedTrainer:
 
     def finish(self, state: OuterState, round_: int) -> None:
         """Every rank writes the state hash of what it holds (ranks/rank<N>.json), then the others exit."""
-        self.hold(state.theta)
+        self.load_everywhere(state.theta)
         self._call("_finish", state.momentum, round_)
 
     def _call(self, name: str, *args):

@@ -1,4 +1,4 @@
-"""Verdicts folded into per-hotkey standing: who may be gathered, and the weights set on chain."""
+"""Verdicts folded into per-hotkey standing: whose contributions a manifest may name, and the weights set on chain."""
 
 from __future__ import annotations
 

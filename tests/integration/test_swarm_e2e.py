@@ -63,7 +63,7 @@ def test_adversaries_are_caught_and_excluded(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
     copier, noise, wrong_pages = summary["adversaries"]  # in the order of --adversaries
     excluded = summary["excluded_from_round"]
-    assert excluded[copier] == 0  # announced after the reveal time: never gathered at all
+    assert excluded[copier] == 0  # announced after the reveal time: never collected at all
     assert excluded[noise] is not None and excluded[noise] <= 5
     assert summary["verdicts"][noise]["fail"] >= 1
     honest = set(summary["final_state_hashes"]) - set(summary["adversaries"])

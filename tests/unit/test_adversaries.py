@@ -6,7 +6,7 @@ import time
 import torch
 
 from devnet.adversaries import KINDS, WORKERS, Copy, Noise, Scaled, Stale, WrongPages, check_kind
-from node.outer.contributions import Gathered
+from node.outer.contributions import Collected
 from node.outer.optimizer import OuterState
 from node.round.states import Base
 from node.round.train import Worker
@@ -40,7 +40,7 @@ def test_the_copier_republishes_another_nodes_payload():
             self.payloads = {b"d" * 32: (0, b"their payload")}
 
         async def poll(self, r):
-            return Gathered(metas={"them": type("M", (), {"digest": b"d" * 32})()}, vectors={"them": torch.zeros(1)})
+            return Collected(metas={"them": type("M", (), {"digest": b"d" * 32})()}, vectors={"them": torch.zeros(1)})
 
     copier = bare(Copy, pool=Pool())
     schedule = RoundSchedule(genesis=time.time(), round_seconds=60.0)

@@ -47,10 +47,10 @@ def test_schedule_rounds_and_deadlines():
     assert s.round_at(1000.0) == 0 and s.round_at(1019.99) == 0 and s.round_at(1020.0) == 1
     d = s.deadlines(2)
     assert d.start == 1040.0 and d.end == 1060.0
-    assert d.start < d.train_end < d.reveal < d.gather_end < d.manifest_end < d.end
-    assert s.manifest_slot(2, 0, 2) == d.gather_end
-    assert d.gather_end < s.manifest_slot(2, 1, 2) < d.manifest_end
+    assert d.start < d.train_end < d.reveal < d.collect_end < d.manifest_end < d.end
+    assert s.manifest_slot(2, 0, 2) == d.collect_end
+    assert d.collect_end < s.manifest_slot(2, 1, 2) < d.manifest_end
     with pytest.raises(ValueError):
         RoundSchedule(genesis=0.0, round_seconds=0.0)
     with pytest.raises(ValueError):
-        RoundSchedule(genesis=0.0, round_seconds=1.0, train_fraction=0.8, gather_fraction=0.7)
+        RoundSchedule(genesis=0.0, round_seconds=1.0, train_fraction=0.8, collect_fraction=0.7)

@@ -46,7 +46,7 @@ def test_backups_sign_only_in_their_own_later_slot():
     schedule = RoundSchedule(genesis=0.0, round_seconds=100.0)
     d = schedule.deadlines(2)
     times = [signing_time(schedule, 2, rank, 3) for rank in range(3)]
-    assert times[0] == d.gather_end and times == sorted(times) and times[-1] < d.manifest_end
+    assert times[0] == d.collect_end and times == sorted(times) and times[-1] < d.manifest_end
     assert not may_sign(times[1] - 0.1, times[1], 1, everyone_in=True)  # only rank 0 may sign early
     assert may_sign(times[0] - 10, times[0], 0, everyone_in=True)
     assert not may_sign(times[0] - 10, times[0], 0, everyone_in=False)

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import torch
 
 from node.outer.aggregate import robust_mean
-from node.outer.contributions import Gathered
+from node.outer.contributions import Collected
 from node.outer.optimizer import OuterOptimizer, OuterState
 from node.round.apply import apply_manifest, next_state
 from node.round.engine import apply_or_sync
@@ -38,11 +38,11 @@ def test_next_state_is_the_outer_step_on_the_robust_mean_and_leaves_the_input_al
 class Pool:
     """What apply reads of a ContributionPool: the round's decoded contributions and fetches of missing entries."""
 
-    def __init__(self, gathered: Gathered, fetchable: dict[bytes, torch.Tensor]):
-        self.gathered, self.fetchable, self.fetched = gathered, fetchable, []
+    def __init__(self, collected: Collected, fetchable: dict[bytes, torch.Tensor]):
+        self.collected, self.fetchable, self.fetched = collected, fetchable, []
 
-    def round(self, r: int) -> Gathered:
-        return self.gathered
+    def round(self, r: int) -> Collected:
+        return self.collected
 
     async def fetch_entry(self, entry: ManifestEntry, signer: str) -> torch.Tensor | None:
         self.fetched.append(entry.hotkey)
@@ -60,13 +60,13 @@ def manifest_of(entries, base_hash=b"b" * 32, result=b"x" * 32) -> RoundManifest
 def test_apply_uses_exactly_the_named_payloads_and_fetches_what_differs():
     base = OuterState.fresh(torch.zeros(32))
     va, vb, vb_named = vectors(3, seed=1)
-    gathered = Gathered(metas={"a": meta("a", b"A" * 32), "b": meta("b", b"old" + b"B" * 29)}, vectors={"a": va, "b": vb})
-    pool = Pool(gathered, {b"B" * 32: vb_named})
+    collected = Collected(metas={"a": meta("a", b"A" * 32), "b": meta("b", b"old" + b"B" * 29)}, vectors={"a": va, "b": vb})
+    pool = Pool(collected, {b"B" * 32: vb_named})
     entries = [ManifestEntry("a", b"A" * 32, 1.0), ManifestEntry("b", b"B" * 32, 0.5)]
     result = asyncio.run(apply_manifest(pool, OUTER, base, manifest_of(entries)))
     assert pool.fetched == ["b"]  # we held another payload of b's than the manifest names
     assert result.state_hash() == next_state(OUTER, base, [va, vb_named], [1.0, 0.5]).state_hash()
-    assert asyncio.run(apply_manifest(Pool(Gathered(), {}), OUTER, base, manifest_of(entries))) is None  # cannot build it
+    assert asyncio.run(apply_manifest(Pool(Collected(), {}), OUTER, base, manifest_of(entries))) is None  # cannot build it
 
 
 def node_for(book: StateBook, applied: OuterState | None, synced: OuterState | None):

@@ -1,5 +1,5 @@
 from node.chain import Neuron
-from node.outer.gather import select_gather
+from node.outer.selection import select_contributions
 from node.verifier.scores import Scoreboard
 from protocol.messages import Metric, VerificationRecord
 
@@ -36,14 +36,14 @@ def test_gather_bans_failures_ranks_scores_and_limits_newcomers():
     board.add(record("w", "cheat", 2, "fail"))
     stakes = {"good": 1.0, "mixed": 5.0, "cheat": 100.0, "new1": 3.0, "new2": 2.0, "new3": 1.0}
     neurons = {h: Neuron(uid, h, stake, False) for uid, (h, stake) in enumerate(stakes.items())}
-    chosen = select_gather(board, neurons, round_=3, gather_size=10, probation_slots=2)
+    chosen = select_contributions(board, neurons, round_=3, gather_size=10, probation_slots=2)
     assert "cheat" not in chosen
     assert set(chosen) == {"good", "mixed", "new1", "new2"}  # two probation slots, highest stakes first
     assert board.counts()["cheat"] == {"pass": 0, "fail": 1}
     # the ban ends after ban_rounds
-    assert "cheat" in select_gather(board, neurons, round_=7, gather_size=10, probation_slots=2)
+    assert "cheat" in select_contributions(board, neurons, round_=7, gather_size=10, probation_slots=2)
     # gather_size caps the total, checked hotkeys first
-    assert set(select_gather(board, neurons, round_=3, gather_size=2, probation_slots=2)) == {"good", "mixed"}
+    assert set(select_contributions(board, neurons, round_=3, gather_size=2, probation_slots=2)) == {"good", "mixed"}
 
 
 def test_one_record_per_verifier_subject_round():

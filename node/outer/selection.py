@@ -48,7 +48,7 @@ def standing_ranks(scores: Scoreboard, candidates: dict[str, Neuron]) -> dict[st
     return ranks
 
 
-def select_gather(
+def select_contributions(
     scores: Scoreboard, candidates: dict[str, Neuron], round_: int, gather_size: int, probation_slots: int
 ) -> dict[str, float]:
     """The hotkeys to aggregate with their weights, ordered by stake (then hotkey) as the manifest lists them.
