@@ -51,7 +51,8 @@ class SnapshotCollector:
         s = self.snapshot()
         yield GaugeMetricFamily("gradswarm_bootstrap_uptime_seconds", "Seconds since the bootstrap's DHT came up.", value=s.uptime)
         memory = GaugeMetricFamily(
-            "gradswarm_bootstrap_resident_memory_bytes", "Resident memory by process: main, dht (hivemind's DHT process), p2pd.",
+            "gradswarm_bootstrap_resident_memory_bytes",
+            "Resident memory by process: main, dht (hivemind's DHT process), p2pd.",
             labels=["process"],
         )
         for process, rss in sorted(s.resident_bytes.items()):
@@ -71,21 +72,23 @@ class SnapshotCollector:
         yield GaugeMetricFamily("gradswarm_bootstrap_dht_sample_age_seconds", "Age of the DHT figures below.", value=s.dht_age())
         yield GaugeMetricFamily("gradswarm_bootstrap_peers_connected", "Peers with a live libp2p connection.", value=s.dht.peers_connected)
         yield GaugeMetricFamily(
-            "gradswarm_bootstrap_routing_table_peers", "DHT nodes in the routing table, replacement candidates included.",
+            "gradswarm_bootstrap_routing_table_peers",
+            "DHT nodes in the routing table, replacement candidates included.",
             value=s.dht.routing_table_peers,
         )
         records = GaugeMetricFamily(
-            "gradswarm_bootstrap_dht_records", "Unexpired DHT records held: stored (this node is among the nearest) or cached.",
+            "gradswarm_bootstrap_dht_records",
+            "Unexpired DHT records held: stored (this node is among the nearest) or cached.",
             labels=["table"],
         )
         records.add_metric(["storage"], s.dht.records_stored)
         records.add_metric(["cache"], s.dht.records_cached)
         yield records
-        yield CounterMetricFamily(
-            "gradswarm_bootstrap_records_accepted", "Records the run's validator accepted.", value=s.dht.accepted
-        )
+        yield CounterMetricFamily("gradswarm_bootstrap_records_accepted", "Records the run's validator accepted.", value=s.dht.accepted)
         rejected = CounterMetricFamily(
-            "gradswarm_bootstrap_records_rejected", "Records the run's validator refused, by reason.", labels=["reason"]
+            "gradswarm_bootstrap_records_rejected",
+            "Records the run's validator refused, by reason (protocol.wire.Rejection).",
+            labels=["reason"],
         )
         for reason, count in s.dht.rejected.items():
             rejected.add_metric([reason], count)
@@ -98,7 +101,7 @@ class _Server(ThreadingHTTPServer):
     registry: CollectorRegistry
 
     def handle_error(self, request, client_address) -> None:
-        log.debug("HTTP client %s went away or misbehaved", client_address, exc_info=True)
+        log.debug("HTTP client %s went away or misbehaved", client_address, exc_info=True)  # noqa: LOG014 (called in socketserver's except)
 
 
 class _Server6(_Server):

@@ -14,7 +14,7 @@ from typing import Protocol, TypeVar
 
 from protocol import wire
 from protocol.messages import SIGNATURE_BYTES
-from protocol.wire import ProtocolError
+from protocol.wire import ProtocolError, Rejection
 
 DOMAIN = b"gradswarm/sig/v1\x00"
 
@@ -40,7 +40,7 @@ def signing_bytes(msg: object) -> bytes:
 
 def sign(msg: M, keypair: Signer) -> M:
     if msg.hotkey != keypair.ss58_address:  # type: ignore[attr-defined]
-        raise SignatureError("message hotkey differs from the signing key")
+        raise SignatureError("message hotkey differs from the signing key", reason=Rejection.BAD_SIGNATURE)
     signature = keypair.sign(signing_bytes(msg))
     return dataclasses.replace(msg, signature=bytes(signature))  # type: ignore[type-var]
 
@@ -54,20 +54,23 @@ def _verifier(hotkey: str):
     try:
         return Keypair(ss58_address=hotkey)
     except (ValueError, TypeError) as e:
-        raise SignatureError(f"hotkey {hotkey[:64]!r} is not an sr25519 ss58 address: {e}") from None
+        raise SignatureError(f"hotkey {hotkey[:64]!r} is not an sr25519 ss58 address: {e}", reason=Rejection.BAD_SIGNATURE) from None
 
 
 def verify(msg: object, run_id: bytes) -> None:
     """Raise `SignatureError` unless `msg` is signed by its own hotkey for `run_id`."""
     if msg.run_id != run_id:  # type: ignore[attr-defined]
-        raise SignatureError("message belongs to another run")
+        raise SignatureError("message belongs to another run", reason=Rejection.WRONG_RUN)
     signature = msg.signature  # type: ignore[attr-defined]
     if len(signature) != SIGNATURE_BYTES:
-        raise SignatureError("missing or truncated signature")
+        raise SignatureError("missing or truncated signature", reason=Rejection.UNSIGNED)
     verifier = _verifier(msg.hotkey)  # type: ignore[attr-defined]
     try:
         ok = verifier.verify(signing_bytes(msg), signature)
     except (ValueError, TypeError):
         ok = False
     if not ok:
-        raise SignatureError(f"bad signature on {wire.type_name_of(type(msg))} from {msg.hotkey}")  # type: ignore[attr-defined]
+        raise SignatureError(
+            f"bad signature on {wire.type_name_of(type(msg))} from {msg.hotkey}",  # type: ignore[attr-defined]
+            reason=Rejection.BAD_SIGNATURE,
+        )

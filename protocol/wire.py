@@ -3,7 +3,8 @@
 Everything a node receives from the network passes through `decode`, so it is
 written for hostile input: sizes are checked before parsing, msgpack's own
 length limits are set, and every field is checked against its declared type
-and bounds. Any problem raises `ProtocolError` naming the message and field.
+and bounds. Any problem raises `ProtocolError` naming the message and field,
+with a `Rejection` saying what kind of problem it is.
 
 Envelope layout (msgpack): ``[WIRE_VERSION, type_name, [field values...]]``.
 Field values appear in dataclass declaration order; nested messages are
@@ -18,7 +19,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -27,8 +30,41 @@ MAX_ENVELOPE_BYTES = 1 << 20  # no message type may declare more than this
 MAX_INT = (1 << 63) - 1
 
 
+class Rejection(StrEnum):
+    """Why a peer's input was refused, as data: whoever counts refusals (the DHT
+    record validator and the push inbox for a node's round report, the
+    bootstrap's ``gradswarm_bootstrap_records_rejected_total``) counts by it.
+
+    The values are metric labels and report keys, so they stay put:
+    snake_case, as Prometheus labels usually are and the bootstrap's always were.
+    """
+
+    MALFORMED = "malformed"  # not msgpack, not a wire message, a bad field, a kind the DHT does not hold
+    OVERSIZED = "oversized"  # over the size bound of its kind, refused before parsing
+    UNSIGNED = "unsigned"  # no signature, or a truncated one
+    BAD_SIGNATURE = "bad_signature"  # a signature that does not verify, or a signer that is no sr25519 address
+    WRONG_RUN = "wrong_run"  # validly signed, for another run
+    MISPLACED = "misplaced"  # stored under a key or subkey its content does not name
+    TTL = "ttl"  # a record that expires further ahead than any record may
+    OUT_OF_WINDOW = "out_of_window"  # a pushed record for a round too far from the current one
+    UNREGISTERED = "unregistered"  # the signer, or a stream's caller, is not registered on the subnet
+    NO_PERMIT = "no_permit"  # a manifest from a hotkey without a validator permit
+    STORE_CAP = "store_cap"  # a registered hotkey past its store cap for a kind and round
+    CHAIN_UNAVAILABLE = "chain_unavailable"  # the chain could not be read, so nothing could be admitted
+
+
 class ProtocolError(ValueError):
-    """Input that does not follow the protocol: malformed, oversized, wrong type, bad signature."""
+    """Input that does not follow the protocol; `reason` says how (malformed unless told)."""
+
+    def __init__(self, message: str, *, reason: Rejection = Rejection.MALFORMED) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def rejection_of(error: BaseException) -> Rejection:
+    """What a refusal counts as: a ProtocolError's reason. Anything else that
+    hostile bytes made a parser raise (msgpack's own errors, say) is malformed."""
+    return error.reason if isinstance(error, ProtocolError) else Rejection.MALFORMED
 
 
 T = TypeVar("T")
@@ -92,7 +128,7 @@ def encode(msg: Any) -> bytes:
     checked = _build(cls, _to_plain(msg), type_name_of(cls))
     data = msgpack.packb([WIRE_VERSION, type_name_of(cls), _to_plain(checked)], use_bin_type=True)
     if len(data) > _MAX_BYTES[cls]:
-        raise ProtocolError(f"{type_name_of(cls)}: encoded size {len(data)} exceeds limit {_MAX_BYTES[cls]}")
+        raise ProtocolError(f"{type_name_of(cls)}: encoded size {len(data)} exceeds limit {_MAX_BYTES[cls]}", reason=Rejection.OVERSIZED)
     return data
 
 
@@ -105,7 +141,7 @@ def decode(data: bytes, expected: type[T] | None = None) -> T:
         raise ProtocolError(f"expected bytes, got {type(data).__name__}")
     ceiling = _MAX_BYTES[expected] if expected is not None else MAX_ENVELOPE_BYTES
     if len(data) > ceiling:
-        raise ProtocolError(f"message of {len(data)} bytes exceeds limit {ceiling}")
+        raise ProtocolError(f"message of {len(data)} bytes exceeds limit {ceiling}", reason=Rejection.OVERSIZED)
     try:
         envelope = msgpack.unpackb(
             bytes(data),
@@ -133,7 +169,7 @@ def decode(data: bytes, expected: type[T] | None = None) -> T:
     if expected is not None and cls is not expected:
         raise ProtocolError(f"expected {type_name_of(expected)}, got {type_name}")
     if len(data) > _MAX_BYTES[cls]:
-        raise ProtocolError(f"{type_name}: {len(data)} bytes exceeds limit {_MAX_BYTES[cls]}")
+        raise ProtocolError(f"{type_name}: {len(data)} bytes exceeds limit {_MAX_BYTES[cls]}", reason=Rejection.OVERSIZED)
     return _build(cls, fields, type_name)
 
 
@@ -143,7 +179,7 @@ def _build(cls: type, values: Any, where: str) -> Any:
         raise ProtocolError(f"{where}: expected {len(fields)} fields")
     hints = typing.get_type_hints(cls)
     kwargs = {}
-    for f, raw in zip(fields, values):
+    for f, raw in zip(fields, values, strict=True):
         kwargs[f.name] = _convert(hints[f.name], raw, f.metadata, f"{where}.{f.name}")
     try:
         return cls(**kwargs)

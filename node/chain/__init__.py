@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from node.chain.devchain import DevChain
-from node.chain.guard import RetryPolicy
+from node.chain.policy import RefreshWindows, RetryPolicy
 from node.chain.view import (
     MAX_COMMITMENT_BYTES,
     ChainError,
@@ -29,6 +29,7 @@ __all__ = [
     "ChainView",
     "DevChain",
     "Neuron",
+    "RefreshWindows",
     "RetryPolicy",
     "received_weights",
 ]

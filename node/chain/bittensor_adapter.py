@@ -32,10 +32,14 @@ Mapping:
 - ``commitments``     ``subnets.commitments(netuid)``, registered hotkeys only,
                       plaintext ``Raw`` fields only
 
+(The translations of values, both ways, are :mod:`node.chain.bittensor_codec`.)
+
 Every call goes through a :class:`~node.chain.guard.ChainGuard`: failures to
 reach the chain (connection, timeout, or a read that fails for any reason)
 are :class:`ChainUnavailable` and retried with backoff while the last good
-answer is served; refusals by the chain are :class:`ChainError`.
+answer is served; refusals by the chain are :class:`ChainError`. The
+metagraph, weights and commitments are reused for their refresh windows
+(:class:`~node.chain.policy.RefreshWindows`); the block height is always read.
 
 Tests run it against an in-memory fake ``substrate`` (the SDK's own seam,
 ``bt.Subtensor(..., substrate=...)``), so the SDK's read decoding, weight
@@ -51,21 +55,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from node.chain.guard import ChainGuard, RetryPolicy
-from node.chain.view import (
-    MAX_COMMITMENT_BYTES,
-    RAW_FIELD_BYTES,
-    ChainError,
-    ChainHealth,
-    ChainUnavailable,
-    Neuron,
-    commitment_bytes,
-    quantize_weights,
-    received_weights,
-)
+from node.chain.bittensor_codec import neurons_from_metagraph, raw_commitment_bytes, raw_fields
+from node.chain.guard import ChainGuard
+from node.chain.policy import RefreshWindows, RetryPolicy
+from node.chain.view import ChainError, ChainHealth, ChainUnavailable, Neuron, commitment_bytes, quantize_weights
 
 if TYPE_CHECKING:
     import bittensor as bt
@@ -79,6 +75,8 @@ class BittensorChain:
     ``local`` or a ``ws(s)://`` endpoint).
 
     ``substrate`` replaces the SDK's RPC backend; tests pass an in-memory fake.
+    ``policy`` and ``refresh`` tune retries and reuse of answers; a pickled
+    copy gets the defaults, and a cache of its own.
     """
 
     def __init__(
@@ -88,6 +86,7 @@ class BittensorChain:
         *,
         substrate: Any = None,
         policy: RetryPolicy | None = None,
+        refresh: RefreshWindows | None = None,
     ) -> None:
         import bittensor as bt
 
@@ -101,7 +100,9 @@ class BittensorChain:
         self._highest_block = 0
         # Clients whose loop thread did not survive a fork; see _forked.
         self._left_behind: list[bt.Subtensor] = []
-        self._guard = ChainGuard(repr(self), policy, after_fork=self._forked)
+        refresh = refresh or RefreshWindows()
+        windows = {"metagraph": refresh.neurons, "weights": refresh.weights, "commitments": refresh.commitments}
+        self._guard = ChainGuard(repr(self), policy, fresh_for=windows, after_fork=self._forked)
 
     def __repr__(self) -> str:
         return f"BittensorChain(network={self._network!r}, netuid={self._netuid})"
@@ -151,14 +152,10 @@ class BittensorChain:
         return {validator: dict(row) for validator, row in rows.items()}
 
     def set_commitment(self, keypair: Keypair, data: bytes) -> None:
-        call = self._bt.calls.Commitments.set_commitment(
-            netuid=self._netuid, info={"fields": raw_fields(commitment_bytes(data))}
-        )
+        call = self._bt.calls.Commitments.set_commitment(netuid=self._netuid, info={"fields": raw_fields(commitment_bytes(data))})
         self._guard.write(
             f"set the commitment of {keypair.ss58_address}",
-            lambda: self._submit(
-                "set a commitment", lambda sdk: sdk.submit_call(call, keypair, signer="hotkey")
-            ),
+            lambda: self._submit("set a commitment", lambda sdk: sdk.submit_call(call, keypair, signer="hotkey")),
         )
 
     def commitments(self) -> dict[str, bytes]:
@@ -177,10 +174,7 @@ class BittensorChain:
 
     def _fetch_weights(self, sdk: bt.Subtensor) -> dict[int, dict[int, float]]:
         rows = sdk.weights.weights(self._netuid)
-        return {
-            int(validator): {int(uid): float(w) for uid, w in row.items()}
-            for validator, row in rows.items()
-        }
+        return {int(validator): {int(uid): float(w) for uid, w in row.items()} for validator, row in rows.items()}
 
     def _fetch_commitments(self, sdk: bt.Subtensor) -> dict[str, bytes]:
         out: dict[str, bytes] = {}
@@ -220,9 +214,7 @@ class BittensorChain:
             kind = ChainUnavailable if self._unreachable(e) else ChainError
             raise kind(f"could not {what} on {self._network} netuid {self._netuid}: {e}") from e
         if not result.success:
-            raise ChainError(
-                f"the chain refused to {what} on {self._network} netuid {self._netuid}: {result.message}"
-            )
+            raise ChainError(f"the chain refused to {what} on {self._network} netuid {self._netuid}: {result.message}")
         return result
 
     def _unreachable(self, error: BaseException | None) -> bool:
@@ -232,9 +224,7 @@ class BittensorChain:
         seen: set[int] = set()
         while error is not None and id(error) not in seen:
             seen.add(id(error))
-            if isinstance(
-                error, (self._bt.RpcConnectionError, self._bt.ConnectionNotReady, OSError, TimeoutError)
-            ):
+            if isinstance(error, (self._bt.RpcConnectionError, self._bt.ConnectionNotReady, OSError, TimeoutError)):
                 return True
             error = error.__cause__
         return False
@@ -260,63 +250,3 @@ class BittensorChain:
         self._subtensor = self._new_subtensor()
         self._connect_lock = threading.Lock()
         self._block_lock = threading.Lock()
-
-
-def neurons_from_metagraph(
-    rows: Iterable[Any], weights: dict[int, dict[int, float]]
-) -> list[Neuron]:
-    """ChainView neurons from the SDK's ``MetagraphNeuron`` rows and the
-    subnet's weight rows, ordered by uid."""
-    neurons = sorted(
-        (
-            Neuron(
-                uid=int(n.uid),
-                hotkey=str(n.hotkey),
-                stake=float(n.total_stake.amount),
-                validator_permit=bool(n.validator_permit),
-                incentive=float(n.incentive),
-            )
-            for n in rows
-        ),
-        key=lambda n: n.uid,
-    )
-    received = received_weights(neurons, weights)
-    return [
-        Neuron(n.uid, n.hotkey, n.stake, n.validator_permit, n.incentive, received[n.uid])
-        for n in neurons
-    ]
-
-
-def raw_fields(data: bytes) -> list[dict[str, bytes]]:
-    """``data`` as Commitments ``Data`` fields: ``Raw<n>`` chunks of at most 128 bytes."""
-    return [
-        {f"Raw{len(chunk)}": chunk}
-        for chunk in (data[i : i + RAW_FIELD_BYTES] for i in range(0, len(data), RAW_FIELD_BYTES))
-    ]
-
-
-def raw_commitment_bytes(fields: list[Any]) -> bytes | None:
-    """The bytes of a commitment's ``Raw*`` fields, or None if it is not one we
-    could have written (other field kinds, undecodable or oversized data).
-
-    Commitments are written by anyone registered, so they are parsed as
-    untrusted input.
-    """
-    data = b""
-    for entry in fields:
-        if not isinstance(entry, dict) or len(entry) != 1:
-            return None
-        ((variant, value),) = entry.items()
-        if not (isinstance(variant, str) and variant.startswith("Raw")):
-            return None
-        if isinstance(value, str) and value.startswith("0x"):
-            try:
-                value = bytes.fromhex(value[2:])
-            except ValueError:
-                return None
-        if not isinstance(value, (bytes, bytearray)):
-            return None
-        data += value
-        if len(data) > MAX_COMMITMENT_BYTES:
-            return None
-    return data

@@ -6,7 +6,8 @@ on from a real subnet: only registered hotkeys act, only the top stakers hold
 validator permits, weights are quantized as Bittensor does, commitments are
 size-bounded. Several processes may share the file: every call opens its own
 short-lived connection, writes run in ``BEGIN IMMEDIATE`` transactions, and the
-file is in WAL mode, so readers never block on writers.
+file is in WAL mode, so readers never block on writers. The schema and the
+queries are in :mod:`node.chain.devfile`.
 
 A real subnet computes incentive with Yuma consensus once per epoch; the dev
 chain has no epochs and reports, on every read, the stake-weighted share of
@@ -21,7 +22,9 @@ everywhere until a permit holder sets weights.
 
 Its ChainView calls go through a :class:`~node.chain.guard.ChainGuard` like
 the Bittensor adapter's: a locked or vanished file ("outage") is retried with
-backoff while reads serve the last good answer.
+backoff while reads serve the last good answer, and an answer is reused for
+its refresh window (:class:`~node.chain.policy.RefreshWindows`) unless this
+object wrote, registered or staked since.
 
 A dev chain holds no secrets and trusts every process that can write its file;
 it exists to exercise honest and dishonest *nodes*, not to resist an attacker
@@ -30,61 +33,28 @@ with local file access.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import operator
-import os
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from bittensor.sp_core import Keypair
 
-from node.chain.guard import ChainGuard, RetryPolicy
-from node.chain.view import (
-    ChainError,
-    ChainHealth,
-    ChainUnavailable,
-    Neuron,
-    commitment_bytes,
-    quantize_weights,
-    received_weights,
-)
+from node.chain import devfile
+from node.chain.guard import ChainGuard
+from node.chain.policy import RefreshWindows, RetryPolicy
+from node.chain.view import ChainError, ChainHealth, ChainUnavailable, Neuron, commitment_bytes, quantize_weights
 
-# Bumped whenever the schema changes, so an old file fails clearly.
-_FORMAT = "gradswarm-devchain/1"
 # Writers queue behind each other; a demo with dozens of nodes must not see
 # "database is locked" under normal contention.
 _BUSY_TIMEOUT_S = 30.0
 
-_SCHEMA = """
-CREATE TABLE chain (
-    id INTEGER PRIMARY KEY CHECK (id = 0),
-    format TEXT NOT NULL,
-    genesis_time REAL NOT NULL,
-    block_time REAL NOT NULL,
-    max_validators INTEGER NOT NULL,
-    netuid INTEGER NOT NULL
-);
-CREATE TABLE neurons (
-    uid INTEGER PRIMARY KEY,
-    hotkey TEXT NOT NULL UNIQUE,
-    stake REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE weights (
-    validator_uid INTEGER NOT NULL REFERENCES neurons (uid),
-    uid INTEGER NOT NULL REFERENCES neurons (uid),
-    value INTEGER NOT NULL CHECK (value BETWEEN 1 AND 65535),
-    PRIMARY KEY (validator_uid, uid)
-);
-CREATE TABLE commitments (
-    hotkey TEXT PRIMARY KEY REFERENCES neurons (hotkey),
-    data BLOB NOT NULL
-);
-"""
+T = TypeVar("T")
 
 
 class DevChain:
@@ -92,25 +62,24 @@ class DevChain:
 
     The object holds only the file's path, the chain's immutable parameters
     and its guard's cache, so it pickles (as its path; a worker process gets
-    the default :class:`RetryPolicy`) and stays valid after ``fork``.
+    the default :class:`RetryPolicy` and :class:`RefreshWindows`, and a cache
+    of its own) and stays valid after ``fork``.
     """
 
-    def __init__(self, path: str | Path, *, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, path: str | Path, *, policy: RetryPolicy | None = None, refresh: RefreshWindows | None = None) -> None:
         self._path = Path(path).resolve()
         # mode=rw: opening a missing path must fail, not create an empty chain.
         self._uri = self._path.as_uri() + "?mode=rw"
         try:
-            with self._transaction(write=False) as conn:
-                row = conn.execute(
-                    "SELECT format, genesis_time, block_time, max_validators, netuid"
-                    " FROM chain"
-                ).fetchone()
+            row = self._query(devfile.header)
         except ChainError as e:
             raise ChainError(f"{self._path} is not a readable dev chain: {e}") from e
-        if row is None or row[0] != _FORMAT:
-            raise ChainError(f"{self._path} is not a {_FORMAT} file")
+        if row is None or row[0] != devfile.FORMAT:
+            raise ChainError(f"{self._path} is not a {devfile.FORMAT} file")
         _, self._genesis_time, self._block_time, self._max_validators, self._netuid = row
-        self._guard = ChainGuard(repr(self), policy)
+        refresh = refresh or RefreshWindows()
+        windows = {"neurons": refresh.neurons, "weights": refresh.weights, "commitments": refresh.commitments}
+        self._guard = ChainGuard(repr(self), policy, fresh_for=windows)
 
     def __reduce__(self) -> tuple[type[DevChain], tuple[str]]:
         return (DevChain, (str(self._path),))
@@ -127,12 +96,8 @@ class DevChain:
         max_validators: int = 64,
         netuid: int = 1,
     ) -> DevChain:
-        """Create a fresh chain whose genesis is now; refuse an existing path.
-
-        The file is built under a temporary name and hard-linked into place,
-        so no process ever opens a half-initialized chain and two concurrent
-        creators cannot both win.
-        """
+        """Create a fresh chain whose genesis is now; refuse an existing path
+        (even against a concurrent creator: see :func:`devfile.create`)."""
         if not (math.isfinite(block_time) and block_time > 0):
             raise ValueError(f"block_time must be a positive number of seconds, got {block_time!r}")
         if operator.index(max_validators) < 1:
@@ -140,27 +105,7 @@ class DevChain:
         if operator.index(netuid) < 0:
             raise ValueError(f"netuid must be >= 0, got {netuid!r}")
         path = Path(path)
-        if path.exists():
-            raise FileExistsError(f"refusing to overwrite existing dev chain {path}")
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-        try:
-            conn = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                conn.executescript(_SCHEMA)
-                conn.execute(
-                    "INSERT INTO chain VALUES (0, ?, ?, ?, ?, ?)",
-                    (_FORMAT, time.time(), float(block_time), max_validators, netuid),
-                )
-                # Persistent in the file header: every later connection gets WAL.
-                conn.execute("PRAGMA journal_mode=WAL")
-            finally:
-                conn.close()
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise FileExistsError(f"refusing to overwrite existing dev chain {path}") from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        devfile.create(path, genesis_time=time.time(), block_time=block_time, max_validators=max_validators, netuid=netuid)
         return cls(path)
 
     @property
@@ -188,7 +133,7 @@ class DevChain:
         return max(0, math.floor((time.time() - self._genesis_time) / self._block_time))
 
     def neurons(self) -> list[Neuron]:
-        return list(self._guard.read("neurons", self._read_neurons))
+        return list(self._guard.read("neurons", lambda: self._query(devfile.neurons, self._max_validators)))
 
     def neuron(self, hotkey: str) -> Neuron | None:
         return next((n for n in self.neurons() if n.hotkey == hotkey), None)
@@ -197,72 +142,24 @@ class DevChain:
         hotkey = _signing_hotkey(keypair)
         uids, values = quantize_weights(uids, weights)
         self._guard.write(
-            f"set weights for {hotkey}", lambda: self._write_weights(hotkey, uids, values)
+            f"set weights for {hotkey}",
+            lambda: self._query(devfile.set_weights, hotkey, uids, values, self._max_validators, write=True),
         )
 
     def weights(self) -> dict[int, dict[int, float]]:
-        rows = self._guard.read("weights", self._read_weights)
+        rows = self._guard.read("weights", lambda: self._query(devfile.weights))
         return {validator: dict(row) for validator, row in rows.items()}
 
     def set_commitment(self, keypair: Keypair, data: bytes) -> None:
         data = commitment_bytes(data)
         hotkey = _signing_hotkey(keypair)
-        self._guard.write(
-            f"set the commitment of {hotkey}", lambda: self._write_commitment(hotkey, data)
-        )
+        self._guard.write(f"set the commitment of {hotkey}", lambda: self._query(devfile.set_commitment, hotkey, data, write=True))
 
     def commitments(self) -> dict[str, bytes]:
-        return dict(self._guard.read("commitments", self._read_commitments))
+        return dict(self._guard.read("commitments", lambda: self._query(devfile.commitments)))
 
     def health(self) -> ChainHealth:
         return self._guard.health()
-
-    # Guarded reads and writes: these touch the file --------------------------
-
-    def _read_neurons(self) -> tuple[Neuron, ...]:
-        with self._transaction(write=False) as conn:
-            neurons = self._neurons(conn)
-            rows = self._weight_rows(conn)
-        received = received_weights(neurons, rows)
-        return tuple(
-            dataclasses.replace(n, incentive=received[n.uid], weight=received[n.uid])
-            for n in neurons
-        )
-
-    def _read_weights(self) -> dict[int, dict[int, float]]:
-        with self._transaction(write=False) as conn:
-            return self._weight_rows(conn)
-
-    def _read_commitments(self) -> dict[str, bytes]:
-        with self._transaction(write=False) as conn:
-            rows = conn.execute("SELECT hotkey, data FROM commitments ORDER BY hotkey").fetchall()
-        return {hotkey: bytes(data) for hotkey, data in rows}
-
-    def _write_weights(self, hotkey: str, uids: list[int], values: list[int]) -> None:
-        with self._transaction(write=True) as conn:
-            neurons = self._neurons(conn)
-            me = next((n for n in neurons if n.hotkey == hotkey), None)
-            if me is None:
-                raise ChainError(f"hotkey {hotkey} is not registered")
-            if not me.validator_permit:
-                raise ChainError(f"hotkey {hotkey} (uid {me.uid}) has no validator permit")
-            unknown = sorted(set(uids) - {n.uid for n in neurons})
-            if unknown:
-                raise ChainError(f"weights name unregistered uids {unknown}")
-            conn.execute("DELETE FROM weights WHERE validator_uid = ?", (me.uid,))
-            conn.executemany(
-                "INSERT INTO weights (validator_uid, uid, value) VALUES (?, ?, ?)",
-                [(me.uid, uid, value) for uid, value in zip(uids, values)],
-            )
-
-    def _write_commitment(self, hotkey: str, data: bytes) -> None:
-        with self._transaction(write=True) as conn:
-            self._require_registered(conn, hotkey)
-            conn.execute(
-                "INSERT INTO commitments (hotkey, data) VALUES (?, ?)"
-                " ON CONFLICT (hotkey) DO UPDATE SET data = excluded.data",
-                (hotkey, data),
-            )
 
     # Dev-only: on a real chain these are done with btcli ----------------------
 
@@ -274,13 +171,9 @@ class DevChain:
         uids under two spellings.
         """
         _check_address(hotkey)
-        with self._transaction(write=True) as conn:
-            row = conn.execute("SELECT uid FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone()
-            if row is not None:
-                return row[0]
-            (uid,) = conn.execute("SELECT COUNT(*) FROM neurons").fetchone()
-            conn.execute("INSERT INTO neurons (uid, hotkey) VALUES (?, ?)", (uid, hotkey))
-            return uid
+        uid = self._query(devfile.register, hotkey, write=True)
+        self._guard.invalidate()
+        return uid
 
     def add_stake(self, hotkey: str, amount: float) -> None:
         """Add ``amount`` to a registered hotkey's stake."""
@@ -288,13 +181,15 @@ class DevChain:
             raise ChainError(f"stake amount must be a number, got {type(amount).__name__}")
         if not (math.isfinite(amount) and amount > 0):
             raise ChainError(f"stake amount must be finite and > 0, got {amount!r}")
-        with self._transaction(write=True) as conn:
-            self._require_registered(conn, hotkey)
-            conn.execute(
-                "UPDATE neurons SET stake = stake + ? WHERE hotkey = ?", (float(amount), hotkey)
-            )
+        self._query(devfile.add_stake, hotkey, float(amount), write=True)
+        self._guard.invalidate()
 
     # Internals -----------------------------------------------------------------
+
+    def _query(self, query: Callable[..., T], *args: Any, write: bool = False) -> T:
+        """``query(conn, *args)`` in a transaction of its own."""
+        with self._transaction(write=write) as conn:
+            return query(conn, *args)
 
     @contextmanager
     def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
@@ -307,9 +202,7 @@ class DevChain:
         :class:`ChainUnavailable`.
         """
         try:
-            conn = sqlite3.connect(
-                self._uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None
-            )
+            conn = sqlite3.connect(self._uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
         except sqlite3.Error as e:
             raise ChainUnavailable(f"cannot open dev chain {self._path}: {e}") from e
         try:
@@ -327,30 +220,6 @@ class DevChain:
             raise ChainError(f"dev chain {self._path}: {e}") from e
         finally:
             conn.close()
-
-    def _neurons(self, conn: sqlite3.Connection) -> list[Neuron]:
-        rows = conn.execute("SELECT uid, hotkey, stake FROM neurons ORDER BY uid").fetchall()
-        ranked = sorted((r for r in rows if r[2] > 0), key=lambda r: (-r[2], r[0]))
-        permitted = {uid for uid, _, _ in ranked[: self._max_validators]}
-        return [Neuron(uid, hotkey, stake, uid in permitted) for uid, hotkey, stake in rows]
-
-    @staticmethod
-    def _weight_rows(conn: sqlite3.Connection) -> dict[int, dict[int, float]]:
-        rows = conn.execute(
-            "SELECT validator_uid, uid, value FROM weights ORDER BY validator_uid, uid"
-        ).fetchall()
-        raw: dict[int, dict[int, int]] = {}
-        for validator_uid, uid, value in rows:
-            raw.setdefault(validator_uid, {})[uid] = value
-        return {
-            validator_uid: {uid: value / sum(row.values()) for uid, value in row.items()}
-            for validator_uid, row in raw.items()
-        }
-
-    @staticmethod
-    def _require_registered(conn: sqlite3.Connection, hotkey: str) -> None:
-        if conn.execute("SELECT 1 FROM neurons WHERE hotkey = ?", (hotkey,)).fetchone() is None:
-            raise ChainError(f"hotkey {hotkey} is not registered")
 
 
 def _check_address(hotkey: str) -> None:

@@ -4,6 +4,11 @@ A node must keep training through a chain outage: an RPC endpoint that
 restarts, a network partition, a dev-chain file that is briefly locked. So
 each chain implementation routes its calls through one :class:`ChainGuard`:
 
+- **Freshness**: an answer younger than its read's refresh window
+  (``fresh_for``, from :class:`~node.chain.policy.RefreshWindows`) is served
+  from the cache without touching the chain, unless a write went through
+  since it was read: every part of a node asks the view as often as it likes,
+  and this is the one place that decides when the chain is asked again.
 - **Reads** run on a short-lived daemon thread and the caller waits a bounded
   time (``stale_wait`` when there is an earlier answer to fall back on,
   ``first_wait`` when there is not). If the chain fails or is slow, the caller
@@ -28,7 +33,7 @@ Only :class:`ChainUnavailable` counts as an outage: a definitive refusal
 Threads and locks do not survive ``fork`` (hivemind forks its DHT process
 with the node's ChainView inside the record validator), so a forked child
 starts with fresh locks, no queued writes and, through ``after_fork``, a fresh
-connection; it keeps the cached answers.
+connection; it keeps the cached answers, as a cache of its own from then on.
 """
 
 from __future__ import annotations
@@ -38,69 +43,16 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from node.chain.inflight import Fetch
+from node.chain.policy import RetryPolicy
 from node.chain.view import ChainError, ChainHealth, ChainUnavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Backoff and patience. The defaults suit a 12 s-block chain and a node
-    whose event loop must not stall: a metagraph a few seconds old is fine."""
-
-    first_delay: float = 1.0  # seconds the chain is left alone after a first failure
-    max_delay: float = 60.0  # the delay doubles per consecutive failure up to this
-    stale_wait: float = 2.0  # how long a read waits for a fresh answer when it has an old one
-    first_wait: float = 30.0  # how long a read waits when it has nothing to fall back on
-
-    def __post_init__(self) -> None:
-        if not 0 < self.first_delay <= self.max_delay:
-            raise ValueError("need 0 < first_delay <= max_delay")
-        if not (self.stale_wait > 0 and self.first_wait > 0):
-            raise ValueError("stale_wait and first_wait must be positive")
-
-    def delay(self, failures: int) -> float:
-        """Seconds to leave the chain alone after ``failures`` consecutive failures."""
-        return min(self.max_delay, self.first_delay * 2 ** (failures - 1))
-
-
-class _Fetch:
-    """One read in flight on its own daemon thread (daemon: a read hung in the
-    SDK must not keep the process from exiting). ``epoch`` is the number of
-    writes that had gone through when it started."""
-
-    def __init__(self, epoch: int) -> None:
-        self.epoch = epoch
-        self.started = time.monotonic()
-        self.slow = False  # a caller has already been told it is slow
-        self._done = threading.Event()
-        self._value: Any = None
-        self._error: BaseException | None = None
-
-    def start(self, run: Callable[[], Any], name: str) -> None:
-        threading.Thread(target=self._main, args=(run,), name=name, daemon=True).start()
-
-    def _main(self, run: Callable[[], Any]) -> None:
-        try:
-            self._value = run()
-        except BaseException as e:  # handed to whoever waits, not lost in the thread
-            self._error = e
-        finally:
-            self._done.set()
-
-    def result(self, timeout: float) -> Any:
-        """The value, the read's exception, or TimeoutError if still running."""
-        if not self._done.wait(timeout):
-            raise TimeoutError
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 class ChainGuard:
@@ -112,10 +64,12 @@ class ChainGuard:
         label: str,
         policy: RetryPolicy | None = None,
         *,
+        fresh_for: Mapping[str, float] | None = None,
         after_fork: Callable[[], None] | None = None,
     ) -> None:
         self._label = label
         self._policy = policy or RetryPolicy()
+        self._fresh_for = dict(fresh_for or {})  # read name -> refresh window; unnamed reads: 0
         self._after_fork = after_fork
         self._cache: dict[str, Any] = {}
         self._cached_at: dict[str, float] = {}
@@ -130,7 +84,7 @@ class ChainGuard:
     def _reset_process_state(self) -> None:
         self._lock = threading.Lock()  # guards every field; never held across a chain call
         self._write_lock = threading.Lock()  # one write at a time, in order
-        self._inflight: dict[str, _Fetch] = {}
+        self._inflight: dict[str, Fetch] = {}
         self._pending: dict[str, Callable[[], None]] = {}
         self._timer: threading.Timer | None = None
 
@@ -148,12 +102,14 @@ class ChainGuard:
         The returned object is the cached one: callers hand out copies.
         """
         with self._lock:
+            if self._fresh(what):
+                return self._cache[what]
             has_cache = what in self._cache
             pending = self._inflight.get(what)
             if pending is None or pending.epoch != self._epoch:
                 if time.monotonic() < self._next_try:
                     return self._fallback(what, f"backing off after: {self._last_error}")
-                job = pending = _Fetch(self._epoch)
+                job = pending = Fetch(self._epoch, time.monotonic())
                 self._inflight[what] = job
                 job.start(lambda: self._fetch(what, fetch, job), f"chain-read-{what}")
         # Whoever joins a read already in flight waits only for what is left of
@@ -172,7 +128,7 @@ class ChainGuard:
             with self._lock:
                 return self._fallback(what, str(e))
 
-    def _fetch(self, what: str, fetch: Callable[[], T], job: _Fetch) -> T:
+    def _fetch(self, what: str, fetch: Callable[[], T], job: Fetch) -> T:
         """Runs on the read's thread: the bookkeeping is done before any waiter wakes."""
         try:
             value = fetch()
@@ -198,10 +154,15 @@ class ChainGuard:
             self._succeeded()
         return value
 
-    def _done(self, what: str, job: _Fetch) -> None:
+    def _done(self, what: str, job: Fetch) -> None:
         """Lock held."""
         if self._inflight.get(what) is job:
             del self._inflight[what]
+
+    def _fresh(self, what: str) -> bool:
+        """Lock held: whether the cached answer is within its window and no write came after it."""
+        age = self._age(what)
+        return age is not None and self._cache_epoch[what] == self._epoch and age < self._fresh_for.get(what, 0.0)
 
     def _fallback(self, what: str, reason: str) -> Any:
         """Lock held: the cached answer, or ChainUnavailable if there is none."""
@@ -234,6 +195,13 @@ class ChainGuard:
             with self._lock:
                 self._epoch += 1
                 self._succeeded()
+
+    def invalidate(self) -> None:
+        """Count a write made without :meth:`write` (the dev chain's registration
+        and staking, which must fail loudly rather than be queued): no answer
+        read before it is fresh any more."""
+        with self._lock:
+            self._epoch += 1
 
     def _queue(self, what: str, submit: Callable[[], None], reason: str) -> None:
         """Lock held."""

@@ -112,9 +112,7 @@ class ChainHealth:
     pending_writes: tuple[str, ...]  # writes queued during an outage, retried with backoff
 
 
-def received_weights(
-    neurons: Iterable[Neuron], weights: Mapping[int, Mapping[int, float]]
-) -> dict[int, float]:
+def received_weights(neurons: Iterable[Neuron], weights: Mapping[int, Mapping[int, float]]) -> dict[int, float]:
     """uid -> the stake-weighted share of the permit holders' weights it receives.
 
     With ``S_v`` the stake of permit holder ``v`` and ``W_v`` its weight row
@@ -132,9 +130,7 @@ def received_weights(
     received = dict.fromkeys(registered, 0.0)
     total_stake = 0.0
     for validator in neurons:
-        row = {
-            uid: w for uid, w in weights.get(validator.uid, {}).items() if uid in registered and w > 0
-        }
+        row = {uid: w for uid, w in weights.get(validator.uid, {}).items() if uid in registered and w > 0}
         row_sum = sum(row.values())
         if not validator.validator_permit or validator.stake <= 0 or row_sum <= 0:
             continue
@@ -152,6 +148,12 @@ class ChainView(Protocol):
 
     ``keypair`` arguments are ``bittensor.sp_core.Keypair`` hotkeys holding a
     private key: writes are made by, and on behalf of, that hotkey.
+
+    Reads may be answered from the view's last answer while it is younger
+    than the view's refresh window for that read
+    (:class:`~node.chain.policy.RefreshWindows`); a write through the view
+    ends those windows, so a caller always sees its own writes, and other
+    processes' writes within a window.
 
     When the chain cannot be reached, reads return the last answer they got
     (with a logged warning) and raise :class:`ChainUnavailable` only if there

@@ -22,7 +22,6 @@ from protocol.wire import ProtocolError
 
 log = logging.getLogger(__name__)
 
-BINDING_CACHE_SECONDS = 5.0  # a freshly committed binding is honoured within this long
 BINDING_LIFETIME = 7 * 24 * 3600.0  # a commitment is a chain transaction: renew it rarely
 RENEW_BEFORE = 24 * 3600.0  # ... once less than this is left, or the peer id changed
 
@@ -48,43 +47,52 @@ def parse_commitment(run_id: bytes, hotkey: str, data: bytes, now: float) -> Pee
 
 @dataclass
 class ChainBindings:
-    """Registered hotkeys' committed peer ids, re-read from the chain at most every few seconds.
+    """Registered hotkeys' committed peer ids, as the chain view answers now.
 
-    Reads run in a worker thread (a chain read may block); when the chain cannot
-    be read, the last answer stays in force.
+    Every question asks the view (in a worker thread: a chain read may block),
+    whose refresh windows decide when the chain itself is read again; a
+    commitment written through the same view is seen at once. The maps are
+    derived from the view's answer and rebuilt only when that answer changes
+    or a binding in them expires, so a question costs a cached read and one
+    comparison. When the chain cannot be read, the last maps stay in force.
     """
 
     run_id: bytes
     chain: ChainView
-    cache_seconds: float = BINDING_CACHE_SECONDS
+    _source: tuple[frozenset[str], dict[str, bytes]] | None = None  # (registered, commitments) the maps came from
     _by_hotkey: dict[str, PeerBinding] = field(default_factory=dict)
     _by_peer: dict[bytes, str] = field(default_factory=dict)
-    _read_at: float = float("-inf")
+    _expires_at: float = float("inf")  # when the first binding in the maps expires
+    _last_error: str = ""  # each failure to read is logged once, not on every question
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def _read(self) -> dict[str, PeerBinding]:
-        registered = {n.hotkey for n in self.chain.neurons()}
+    def _rebuild(self) -> None:
+        """In a worker thread, one at a time: re-derive the maps if the view's answer changed."""
+        source = (frozenset(n.hotkey for n in self.chain.neurons()), self.chain.commitments())
         now = time.time()
-        out = {}
-        for hotkey, data in self.chain.commitments().items():
+        if source == self._source and now < self._expires_at:
+            return
+        registered, commitments = source
+        by_hotkey = {}
+        for hotkey, data in commitments.items():
             binding = parse_commitment(self.run_id, hotkey, data, now) if hotkey in registered else None
             if binding is not None:
-                out[hotkey] = binding
-        return out
+                by_hotkey[hotkey] = binding
+        self._source = source
+        self._by_hotkey = by_hotkey
+        self._by_peer = {b.peer_id: h for h, b in by_hotkey.items()}
+        self._expires_at = min((b.expires_at for b in by_hotkey.values()), default=float("inf"))
 
     async def refresh(self) -> None:
         async with self._lock:
-            if time.monotonic() - self._read_at < self.cache_seconds:
-                return
             try:
-                by_hotkey = await asyncio.to_thread(self._read)
+                await asyncio.to_thread(self._rebuild)
             except ChainError as e:
-                log.warning("could not read peer bindings from the chain: %s", e)
+                if str(e) != self._last_error:
+                    log.warning("could not read peer bindings from the chain: %s", e)
+                self._last_error = str(e)
                 return
-            finally:
-                self._read_at = time.monotonic()
-            self._by_hotkey = by_hotkey
-            self._by_peer = {b.peer_id: h for h, b in by_hotkey.items()}
+            self._last_error = ""
 
     async def hotkey_of(self, peer_id: bytes) -> str | None:
         """The registered hotkey that bound `peer_id`, or None: such a peer is refused."""
@@ -111,5 +119,7 @@ class ChainBindings:
         return self._by_hotkey.get(hotkey)
 
     def forget(self) -> None:
-        """Read the chain again on the next question (after our own commitment changed)."""
-        self._read_at = float("-inf")
+        """Rebuild the maps at the next question (after our own commitment changed). The
+        view answers that question afresh anyway: the commitment went through it, which
+        ended its refresh windows."""
+        self._source = None

@@ -31,7 +31,7 @@ from hivemind.p2p import P2P, PeerID
 from node.swarm import records, transfer
 from protocol import wire
 from protocol.messages import RecordPush
-from protocol.wire import ProtocolError
+from protocol.wire import ProtocolError, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,7 @@ class Inbox:
     only here: what the DHT would have lost.
     """
 
-    def __init__(self, validator: records.RunRecordValidator, max_bytes: int = INBOX_BYTES,
-                 round_now: Callable[[], int] | None = None):
+    def __init__(self, validator: records.RunRecordValidator, max_bytes: int = INBOX_BYTES, round_now: Callable[[], int] | None = None):
         self.validator = validator
         self.max_bytes = max_bytes
         self.round_now = round_now
@@ -82,7 +81,7 @@ class Inbox:
             if self.round_now is not None and round_ is not None:
                 now = self.round_now()
                 if not now - ROUNDS_BEHIND <= round_ <= now + ROUNDS_AHEAD:
-                    raise ProtocolError(f"record for round {round_} while round {now} runs")
+                    raise ProtocolError(f"record for round {round_} while round {now} runs", reason=Rejection.OUT_OF_WINDOW)
             self.validator.admit(msg, raw)
         except Exception as e:  # hostile input of any shape is simply not kept
             self.validator.count_refusal(e)
@@ -93,7 +92,12 @@ class Inbox:
             old = self._by_key.get(key, {}).get(msg.hotkey)
             grows = len(raw) - (old.nbytes if old else 0)
             if self.nbytes + grows > self.max_bytes or self._by_signer.get(msg.hotkey, 0) + grows > self.max_bytes // SIGNER_SHARE:
-                log.info("inbox full (%d bytes, %s holds %d): refusing a pushed record", self.nbytes, msg.hotkey, self._by_signer.get(msg.hotkey, 0))
+                log.info(
+                    "inbox full (%d bytes, %s holds %d): refusing a pushed record",
+                    self.nbytes,
+                    msg.hotkey,
+                    self._by_signer.get(msg.hotkey, 0),
+                )
                 return False
             self._by_key.setdefault(key, {})[msg.hotkey] = _Held(msg, len(raw), round_)
             self.nbytes += grows

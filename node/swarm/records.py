@@ -9,8 +9,7 @@ registered on the chain. Manifests must also come from a validator permit.
 from __future__ import annotations
 
 import hashlib
-import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from typing import Any
 
 from hivemind.dht.routing import DHTID
@@ -18,7 +17,7 @@ from hivemind.dht.validation import DHTRecord, RecordValidatorBase
 from hivemind.utils import get_dht_time
 from hivemind.utils.serializer import MSGPackSerializer
 
-from node.chain import ChainView
+from node.chain import ChainError, ChainView
 from protocol import signing, wire
 from protocol.messages import (
     ContributionMeta,
@@ -27,12 +26,13 @@ from protocol.messages import (
     StateAnnouncement,
     VerificationRecord,
 )
-from protocol.wire import ProtocolError
+from protocol.wire import ProtocolError, Rejection, rejection_of
 
 MAX_RECORD_TTL = 3600.0  # nobody may pin a record in our DHT for longer
-CHAIN_CACHE_SECONDS = 12.0  # about one block: registrations show up within a block
 # The largest wire message we store (a manifest) plus msgpack framing: checked before any decoding.
-MAX_RECORD_VALUE_BYTES = max(wire.max_bytes_of(t) for t in (PeerBinding, ContributionMeta, RoundManifest, StateAnnouncement, VerificationRecord)) + 16
+MAX_RECORD_VALUE_BYTES = (
+    max(wire.max_bytes_of(t) for t in (PeerBinding, ContributionMeta, RoundManifest, StateAnnouncement, VerificationRecord)) + 16
+)
 # Distinct records one hotkey may have us store per (kind, round). An honest node stores one
 # contribution, state announcement and manifest per round (re-stores of the same bytes count
 # once); a validator stores one verdict per checked subject. Bindings count per hour.
@@ -67,14 +67,6 @@ def key_for(msg: Any) -> str:
     raise ProtocolError(f"{type(msg).__name__} is not stored in the DHT")
 
 
-class UnregisteredHotkey(ProtocolError):
-    """A well-signed record from a hotkey the chain does not know: what a Sybil sends."""
-
-
-class StoreCapExceeded(ProtocolError):
-    """A registered hotkey tried to store more distinct records of a kind in a round than allowed."""
-
-
 async def validator_rejections(_dht: Any, node: Any) -> dict[str, int]:
     """Runs in the DHT process (DHT.run_coroutine): the RunRecordValidator's refusal counts."""
     found = node.protocol.record_validator
@@ -97,45 +89,37 @@ class RunRecordValidator(RecordValidatorBase):
 
     Runs inside hivemind's DHT process, so it holds only picklable state: the
     run id and a ChainView (the dev chain is a file path; the Bittensor adapter
-    connects lazily). The chain's neuron list is cached for a few seconds.
+    connects lazily). It asks the view for the neurons on every record: the
+    view decides how long its answer stays fresh (node.chain.RefreshWindows).
 
     The store cap counts distinct record values (by sha256) per (hotkey, kind,
     round), so hivemind re-validating the same record on every store and find
     costs nothing, while a registered hotkey minting fresh records is stopped
     at the cap. Memory is bounded by MAX_TRACKED_SLOTS. `rejected` counts
-    refusals by reason, for the node's round reports.
+    refusals by their `Rejection` value, for the node's round reports.
     """
 
     def __init__(self, run_id: bytes, chain: ChainView, store_cap: dict[str, int] | None = None):
         self.run_id = run_id
         self.chain = chain
         self.store_cap = dict(store_cap or STORE_CAP)
-        self._neurons: dict[str, bool] = {}
-        self._fetched_at = float("-inf")
         self._stored: OrderedDict[tuple[str, str, int], set[bytes]] = OrderedDict()
-        self.rejected = {"unregistered": 0, "cap": 0, "invalid": 0}
-
-    def _permits(self) -> dict[str, bool]:
-        now = time.monotonic()
-        if now - self._fetched_at > CHAIN_CACHE_SECONDS:
-            self._neurons = {n.hotkey: n.validator_permit for n in self.chain.neurons()}
-            self._fetched_at = now
-        return self._neurons
+        self.rejected: Counter[str] = Counter()
 
     def check(self, record: DHTRecord) -> Any:
         """The record's message if it is acceptable; raises ProtocolError otherwise."""
         if record.expiration_time > get_dht_time() + MAX_RECORD_TTL:
-            raise ProtocolError("record expires too far in the future")
+            raise ProtocolError("record expires too far in the future", reason=Rejection.TTL)
         if len(record.value) > MAX_RECORD_VALUE_BYTES:
-            raise ProtocolError(f"record value of {len(record.value)} bytes")
+            raise ProtocolError(f"record value of {len(record.value)} bytes", reason=Rejection.OVERSIZED)
         value = MSGPackSerializer.loads(record.value)
         if not isinstance(value, bytes):
             raise ProtocolError("record value must be a wire message")
         msg = self.decode_signed(value)
         if DHTID.generate(source=key_for(msg)).to_bytes() != record.key:
-            raise ProtocolError("record stored under a key its content does not name")
+            raise ProtocolError("record stored under a key its content does not name", reason=Rejection.MISPLACED)
         if MSGPackSerializer.loads(record.subkey) != msg.hotkey:
-            raise ProtocolError("record subkey is not its signer's hotkey")
+            raise ProtocolError("record subkey is not its signer's hotkey", reason=Rejection.MISPLACED)
         self.admit(msg, value)
         return msg
 
@@ -149,15 +133,18 @@ class RunRecordValidator(RecordValidatorBase):
     def admit(self, msg: Any, raw: bytes) -> None:
         """The rules on who may store what: a registered signer, a permit for manifests, the store cap.
         Pushed records (node/swarm/push.py) pass the same rules as DHT records."""
-        permits = self._permits()
-        if msg.hotkey not in permits:
-            raise UnregisteredHotkey(f"hotkey {msg.hotkey} is not registered")
-        if isinstance(msg, RoundManifest) and not permits[msg.hotkey]:
-            raise ProtocolError(f"manifest signer {msg.hotkey} holds no validator permit")
+        try:
+            signer = next((n for n in self.chain.neurons() if n.hotkey == msg.hotkey), None)
+        except ChainError as e:
+            raise ProtocolError(f"cannot read the chain: {e}", reason=Rejection.CHAIN_UNAVAILABLE) from e
+        if signer is None:
+            raise ProtocolError(f"hotkey {msg.hotkey} is not registered", reason=Rejection.UNREGISTERED)
+        if isinstance(msg, RoundManifest) and not signer.validator_permit:
+            raise ProtocolError(f"manifest signer {msg.hotkey} holds no validator permit", reason=Rejection.NO_PERMIT)
         self._count(store_slot(msg), hashlib.sha256(raw).digest())
 
     def _count(self, slot: tuple[str, str, int], digest: bytes) -> None:
-        """Remember `digest` under `slot`; raises StoreCapExceeded past the kind's cap."""
+        """Remember `digest` under `slot`; refuses it past the kind's cap."""
         seen = self._stored.get(slot)
         if seen is None:
             seen = self._stored[slot] = set()
@@ -166,7 +153,7 @@ class RunRecordValidator(RecordValidatorBase):
         if digest in seen:
             return
         if len(seen) >= self.store_cap[slot[1]]:
-            raise StoreCapExceeded(f"{slot[0]} already stored {len(seen)} {slot[1]} records for {slot[2]}")
+            raise ProtocolError(f"{slot[0]} already stored {len(seen)} {slot[1]} records for {slot[2]}", reason=Rejection.STORE_CAP)
         seen.add(digest)
 
     def validate(self, record: DHTRecord) -> bool:
@@ -177,9 +164,9 @@ class RunRecordValidator(RecordValidatorBase):
             return False
         return True
 
-    def count_refusal(self, error: Exception) -> None:
-        reason = "unregistered" if isinstance(error, UnregisteredHotkey) else "cap" if isinstance(error, StoreCapExceeded) else "invalid"
-        self.rejected[reason] += 1
+    def count_refusal(self, error: BaseException) -> None:
+        """Count a refusal under its reason (`rejection_of`: anything but a ProtocolError is malformed)."""
+        self.rejected[rejection_of(error).value] += 1
 
     def merge_with(self, other: RecordValidatorBase) -> bool:
         return isinstance(other, RunRecordValidator) and other.run_id == self.run_id

@@ -34,7 +34,7 @@ from node.chain import ChainView
 from node.swarm import push, records, transfer
 from node.swarm.binding import ChainBindings
 from protocol import signing, wire
-from protocol.wire import ProtocolError
+from protocol.wire import ProtocolError, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,17 @@ async def rejoin(_dht: hivemind.DHT, node: DHTNode, maddrs: tuple[str, ...]) -> 
 
 
 class Swarm:
-    def __init__(self, run_id: bytes, chain: ChainView, *, bootstrap: list[str], host: str, port: int, identity_path: Path,
-                 round_now: Callable[[], int] | None = None):
+    def __init__(
+        self,
+        run_id: bytes,
+        chain: ChainView,
+        *,
+        bootstrap: list[str],
+        host: str,
+        port: int,
+        identity_path: Path,
+        round_now: Callable[[], int] | None = None,
+    ):
         self.run_id = run_id
         self.chain = chain
         self.bootstrap = bootstrap
@@ -157,7 +166,11 @@ class Swarm:
         expires_at = min(expires_at, get_dht_time() + records.MAX_RECORD_TTL - 60)
         return bool(
             await self.dht.store(
-                records.key_for(msg), wire.encode(msg), expires_at, subkey=msg.hotkey, return_future=True  # type: ignore[attr-defined]
+                records.key_for(msg),
+                wire.encode(msg),
+                expires_at,
+                subkey=msg.hotkey,  # type: ignore[attr-defined]
+                return_future=True,
             )
         )
 
@@ -174,12 +187,12 @@ class Swarm:
         assert self.dht is not None
         found = await self.dht.get(key, latest=True, return_future=True)
         messages: dict[str, M] = {}
-        for subkey, item in (found.value.items() if found is not None and isinstance(found.value, dict) else ()):
+        for subkey, item in found.value.items() if found is not None and isinstance(found.value, dict) else ():
             try:
                 msg = wire.decode(item.value, kind)
                 signing.verify(msg, self.run_id)
                 if msg.hotkey != subkey:  # type: ignore[attr-defined]
-                    raise ProtocolError("subkey is not the signer")
+                    raise ProtocolError("subkey is not the signer", reason=Rejection.MISPLACED)
                 messages[subkey] = msg
             except ProtocolError as e:
                 log.warning("ignoring record under %s: %s", key, e)

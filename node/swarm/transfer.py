@@ -22,7 +22,7 @@ from hivemind.p2p import P2P, PeerID
 
 from protocol import wire
 from protocol.messages import FetchRequest
-from protocol.wire import ProtocolError
+from protocol.wire import ProtocolError, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,10 @@ async def serve_requests(
     async def handle(info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             if allow is not None and not await allow(info.peer_id.to_bytes()):
-                raise ProtocolError(f"caller {info.peer_id} is not bound to a registered hotkey")
+                raise ProtocolError(f"caller {info.peer_id} is not bound to a registered hotkey", reason=Rejection.UNREGISTERED)
             size = int.from_bytes(await asyncio.wait_for(reader.readexactly(4), REQUEST_TIMEOUT), "little")
             if size > limit:
-                raise ProtocolError(f"request of {size} bytes")
+                raise ProtocolError(f"request of {size} bytes", reason=Rejection.OVERSIZED)
             raw = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
             data = await answer(wire.decode(raw, request_type))
             if data is None:
@@ -71,7 +71,7 @@ async def serve_requests(
                     writer.write(view[offset : offset + CHUNK])
                     await writer.drain()
             await writer.drain()
-        except (ProtocolError, asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError) as e:
+        except (TimeoutError, ProtocolError, asyncio.IncompleteReadError, ConnectionError) as e:
             log.debug("dropped %s stream: %s", name, e)
         finally:
             writer.close()
@@ -105,7 +105,7 @@ async def ask(p2p: P2P, peer_id: PeerID, name: str, request: object, max_bytes: 
         return await asyncio.wait_for(exchange(), timeout)
     except TransferError:
         raise
-    except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError) as e:
+    except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError) as e:
         raise TransferError(f"{what} failed: {type(e).__name__} {e}") from None
     except Exception as e:  # p2pd control errors (P2PDaemonError, P2PHandlerError) vary by version
         raise TransferError(f"{what} failed: {e}") from None

@@ -8,11 +8,8 @@ import bittensor as bt
 import pytest
 
 from node.chain import MAX_COMMITMENT_BYTES, ChainError, ChainView, RefreshWindows, RetryPolicy
-from node.chain.bittensor_adapter import (
-    BittensorChain,
-    raw_commitment_bytes,
-    raw_fields,
-)
+from node.chain.bittensor_adapter import BittensorChain
+from node.chain.bittensor_codec import raw_commitment_bytes, raw_fields
 from node.config import ConfigError, parse_run_file
 from tests.support import keypair, wait_for
 from tests.support.fake_subtensor import FakeSubstrate

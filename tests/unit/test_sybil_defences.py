@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from node.chain import Neuron
-from node.outer.gather import select_gather
+from node.outer.selection import select_contributions
 from node.swarm import push, records
 from node.swarm.binding import ChainBindings, parse_commitment, signed_binding
 from node.verifier.scores import Scoreboard
@@ -95,7 +95,12 @@ def test_inbox_keeps_what_the_dht_validator_would_and_no_more(chain, keys):
     assert not inbox.accept(wire.encode(other_run))
     assert not inbox.accept(b"\x00" * (wire.MAX_ENVELOPE_BYTES + 1))
     assert inbox.validator.rejected == {
-        "unregistered": 1, "store_cap": 1, "bad_signature": 1, "malformed": 1, "wrong_run": 1, "oversized": 1,
+        "unregistered": 1,
+        "store_cap": 1,
+        "bad_signature": 1,
+        "malformed": 1,
+        "wrong_run": 1,
+        "oversized": 1,
     }
 
     key = records.round_key(RUN, "contrib", 1)
@@ -200,19 +205,19 @@ def test_gather_ranks_by_chain_standing_and_local_verdicts():
         "new2": neuron(5, "new2", 8.0),
         "new3": neuron(6, "new3", 7.0),
     }
-    chosen = select_gather(board, candidates, round_=3, gather_size=10, probation_slots=2)
+    chosen = select_contributions(board, candidates, round_=3, gather_size=10, probation_slots=2)
     assert set(chosen) == {"weighted", "rewarded", "checked", "new1", "new2"}
     assert list(chosen) == sorted(chosen, key=lambda h: (-candidates[h].stake, h))  # the manifest's order
     # weights follow the same rank: the best chain standing 1.0, 0.2 incentive against 0.5 weight 0.7, newcomers 0.5
     assert (chosen["weighted"], chosen["rewarded"], chosen["new1"], chosen["new2"]) == (1.0, 0.7, 0.5, 0.5)
     # a small gather set takes the best established hotkeys: chain standing counts, so does the local pass rate
-    assert set(select_gather(board, candidates, 3, gather_size=2, probation_slots=2)) == {"weighted", "checked"}
+    assert set(select_contributions(board, candidates, 3, gather_size=2, probation_slots=2)) == {"weighted", "checked"}
     # newcomers never take more than the probation slots, however many register
     crowd = {f"sybil{i}": neuron(10 + i, f"sybil{i}", 1e6) for i in range(50)}
-    chosen = select_gather(board, {**candidates, **crowd}, 3, gather_size=6, probation_slots=1)
+    chosen = select_contributions(board, {**candidates, **crowd}, 3, gather_size=6, probation_slots=1)
     assert len([h for h in chosen if h.startswith("sybil")]) == 1 and {"weighted", "rewarded", "checked"} <= set(chosen)
     # once the ban ends, the cheat's on-chain standing and (failed) record both count again
-    assert "cheat" in select_gather(board, candidates, round_=7, gather_size=10, probation_slots=2)
+    assert "cheat" in select_contributions(board, candidates, round_=7, gather_size=10, probation_slots=2)
 
 
 def test_gather_without_chain_weights_falls_back_to_local_verdicts():
@@ -221,4 +226,4 @@ def test_gather_without_chain_weights_falls_back_to_local_verdicts():
     board.add(verdict_record("mixed", 1, "pass"))
     board.add(dataclasses.replace(verdict_record("mixed", 2, "fail"), hotkey="w"))
     candidates = {h: neuron(i, h, s) for i, (h, s) in enumerate([("good", 1.0), ("mixed", 5.0), ("new", 3.0)])}
-    assert set(select_gather(board, candidates, round_=20, gather_size=1, probation_slots=1)) == {"good"}
+    assert set(select_contributions(board, candidates, round_=20, gather_size=1, probation_slots=1)) == {"good"}
