@@ -83,8 +83,16 @@ def tree_memory(root: psutil.Process) -> dict[str, dict[str, int]]:
 
 def signed_records(keypair: Keypair, run_id: bytes, peer_id: bytes, round_: int) -> list:
     binding = PeerBinding(run_id=run_id, hotkey=keypair.ss58_address, peer_id=peer_id, expires_at=time.time() + 600)
-    meta = ContributionMeta(run_id=run_id, round=round_, hotkey=keypair.ss58_address, peer_id=peer_id,
-                            digest=os.urandom(32), nbytes=20_000, codec="sparseloco-ec", base_state_hash=bytes(32))
+    meta = ContributionMeta(
+        run_id=run_id,
+        round=round_,
+        hotkey=keypair.ss58_address,
+        peer_id=peer_id,
+        digest=os.urandom(32),
+        nbytes=20_000,
+        codec="sparseloco-ec",
+        base_state_hash=bytes(32),
+    )
     return [signing.sign(binding, keypair), signing.sign(meta, keypair)]
 
 
@@ -123,10 +131,26 @@ def main(argv: list[str] | None = None) -> int:
     (work / "run.toml").write_text(render_run_file(spec, NodeConfig()))
 
     boot = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "bootstrap", "run", "--run", str(work / "run.toml"),
-         "--listen", "/ip4/127.0.0.1/tcp/0", "--identity", str(work / "boot.key"),
-         "--maddrs-file", str(work / "boot.json"), "--http", "127.0.0.1:0"],
-        cwd=ROOT, stdout=open(work / "bootstrap.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "bootstrap",
+            "run",
+            "--run",
+            str(work / "run.toml"),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--identity",
+            str(work / "boot.key"),
+            "--maddrs-file",
+            str(work / "boot.json"),
+            "--http",
+            "127.0.0.1:0",
+        ],
+        cwd=ROOT,
+        stdout=open(work / "bootstrap.log", "wb"),  # noqa: SIM115 (the child owns it)
+        stderr=subprocess.STDOUT,
     )
     nodes: list[hivemind.DHT] = []
     stop = threading.Event()
@@ -145,8 +169,9 @@ def main(argv: list[str] | None = None) -> int:
         validator = records.RunRecordValidator(spec.run_id, chain)
         started = time.time()
         for kp in keys:
-            dht = hivemind.DHT(initial_peers=info["maddrs"], host_maddrs=["/ip4/127.0.0.1/tcp/0"],
-                               record_validators=[validator], start=True)
+            dht = hivemind.DHT(
+                initial_peers=info["maddrs"], host_maddrs=["/ip4/127.0.0.1/tcp/0"], record_validators=[validator], start=True
+            )
             nodes.append(dht)
             for msg in signed_records(kp, spec.run_id, dht.peer_id.to_bytes(), round_=0):
                 if not store(dht, msg):
@@ -162,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         def traffic() -> None:  # the nodes keep publishing and reading, as in a round
             round_ = 1
             while not stop.is_set():
-                for kp, dht in zip(keys, nodes):
+                for kp, dht in zip(keys, nodes, strict=True):
                     if stop.is_set():
                         return
                     store(dht, signed_records(kp, spec.run_id, dht.peer_id.to_bytes(), round_)[1])
@@ -196,8 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         "serving": serving,
         "bootstrap_metrics": {k: v for k, v in final.items() if not k.startswith("gradswarm_bootstrap_records_rejected")},
         "records_rejected": sum(v for k, v in final.items() if k.startswith("gradswarm_bootstrap_records_rejected")),
-        "machine": {"python": platform.python_version(), "hivemind": hivemind.__version__,
-                    "cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": {
+            "python": platform.python_version(),
+            "hivemind": hivemind.__version__,
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+        },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -206,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
     for kind in ("rss", "pss", "uss"):
         parts = ", ".join(f"{name} {serving[f'{kind}_{name}_mean_mb']}" for name in ("main", "dht", "p2pd"))
         print(f"  {kind.upper()}: total {serving[f'{kind}_total_mean_mb']} MB (max {serving[f'{kind}_total_max_mb']}); {parts}")
-    print(f"  records stored {final.get('gradswarm_bootstrap_dht_records{table=storage}', 0):.0f}, "
-          f"rejected {result['records_rejected']:.0f}; written to {args.out}")
+    print(
+        f"  records stored {final.get('gradswarm_bootstrap_dht_records{table=storage}', 0):.0f}, "
+        f"rejected {result['records_rejected']:.0f}; written to {args.out}"
+    )
     return 0
 
 

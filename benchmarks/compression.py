@@ -159,16 +159,18 @@ def main(argv: list[str] | None = None) -> int:
     print("== the 5% criterion: codec work of one demo round vs its inner-loop compute", flush=True)
     ovh = overhead(entries, corpus, also_steps=args.inner_steps)
     for c in ovh["codecs"]:
-        print(f"  {c['name']:<24} {c['seconds'] * 1000:8.1f} ms  = {100 * c['fraction_of_inner']:5.2f}% of "
-              f"{ovh['inner_seconds']:.2f} s ({ovh['inner_steps']} steps, {ovh['preset']});  "
-              f"{100 * c['fraction_of_inner_also']:5.2f}% of {ovh['also']['inner_seconds']:.2f} s "
-              f"({ovh['also']['inner_steps']} steps)", flush=True)
+        print(
+            f"  {c['name']:<24} {c['seconds'] * 1000:8.1f} ms  = {100 * c['fraction_of_inner']:5.2f}% of "
+            f"{ovh['inner_seconds']:.2f} s ({ovh['inner_steps']} steps, {ovh['preset']});  "
+            f"{100 * c['fraction_of_inner_also']:5.2f}% of {ovh['also']['inner_seconds']:.2f} s "
+            f"({ovh['also']['inner_steps']} steps)",
+            flush=True,
+        )
 
     task = Task(peers=args.peers, rounds=args.rounds, inner_steps=args.inner_steps)
     runs: dict[str, dict] = {}
     if full:
-        print(f"== training: {task.preset}, {task.peers} peers, {task.rounds} rounds x {task.inner_steps} inner steps",
-              flush=True)
+        print(f"== training: {task.preset}, {task.peers} peers, {task.rounds} rounds x {task.inner_steps} inner steps", flush=True)
         names = [e.name for e in entries]
         for entry in entries:
             if entry.name == "sparseloco-ec" and "sparseloco" in names:
@@ -179,15 +181,24 @@ def main(argv: list[str] | None = None) -> int:
             run = train_entry(entry, task, corpus, shadow)
             runs[entry.name] = run
             if shadow:
-                runs[shadow.name] = {**run, "name": shadow.name,
-                                     "bytes_per_peer_round": run["shadow"]["bytes_per_peer_round"],
-                                     "shared_run_with": entry.name}
+                runs[shadow.name] = {
+                    **run,
+                    "name": shadow.name,
+                    "bytes_per_peer_round": run["shadow"]["bytes_per_peer_round"],
+                    "shared_run_with": entry.name,
+                }
 
     by_name = {e.name: e for e in entries}
     rows = []
     for f in figures:
-        row = {"name": f["name"], "ratio_vs_fp32": f["ratio_vs_fp32"], "encode_MBps": f["encode_MBps"],
-               "decode_MBps": f["decode_MBps"], "rel_error": f["rel_error"], "bytes_100m": f["bytes"]}
+        row = {
+            "name": f["name"],
+            "ratio_vs_fp32": f["ratio_vs_fp32"],
+            "encode_MBps": f["encode_MBps"],
+            "decode_MBps": f["decode_MBps"],
+            "rel_error": f["rel_error"],
+            "bytes_100m": f["bytes"],
+        }
         if f["name"] in by_name:
             row["settings"] = by_name[f["name"]].describe()
         run = runs.get(f["name"])
@@ -203,18 +214,27 @@ def main(argv: list[str] | None = None) -> int:
             if "shared_run_with" in run:
                 row["shared_run_with"] = run["shared_run_with"]
         rows.append(row)
-    print(f"\nbytes, ratio, MB/s, rel err: one vector with the shapes of {args.preset} ({fig_numel:,d} values)"
-          + (f"; B/peer/round and losses: {task.preset}, {task.peers} peers, {task.rounds} rounds x "
-             f"{task.inner_steps} inner steps" if full else ""))
+    print(
+        f"\nbytes, ratio, MB/s, rel err: one vector with the shapes of {args.preset} ({fig_numel:,d} values)"
+        + (
+            f"; B/peer/round and losses: {task.preset}, {task.peers} peers, {task.rounds} rounds x {task.inner_steps} inner steps"
+            if full
+            else ""
+        )
+    )
     print(table(rows, full))
     base = next((r for r in rows if r["name"] == "dense-fp32" and "final_eval_loss" in r), None)
     result = {
         "mode": "full" if full else "quick",
         "command": " ".join([Path(sys.executable).name, "benchmarks/compression.py"] + (argv or sys.argv[1:])),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "numpy": np.__version__},
-        "codec_figures": {"preset_shapes": args.preset, "numel": fig_numel,
-                          "data": "synthetic: Laplace x log-normal row scale per tensor"},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+        },
+        "codec_figures": {"preset_shapes": args.preset, "numel": fig_numel, "data": "synthetic: Laplace x log-normal row scale per tensor"},
         "overhead": ovh,
         "codecs": rows,
         "wall_seconds": time.perf_counter() - t0,

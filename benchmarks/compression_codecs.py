@@ -40,9 +40,7 @@ class Entry:
     ef_beta: float | None = None  # None: no error feedback
 
     def spec(self) -> CodecSpec:
-        return CodecSpec(
-            name=self.codec, chunk=self.chunk, k=self.k, value_bits=self.value_bits, scale_group=self.scale_group
-        )
+        return CodecSpec(name=self.codec, chunk=self.chunk, k=self.k, value_bits=self.value_bits, scale_group=self.scale_group)
 
     @property
     def beta(self) -> float:
@@ -155,12 +153,11 @@ def codec_figures(entries: list[Entry], x: torch.Tensor, repeat: int) -> list[di
     rows = []
     for entry in entries:
         if entry.codec == "fp32":
-            rows.append(dict(name=entry.name, bytes=fp32_bytes, ratio_vs_fp32=1.0, encode_MBps=None,
-                             decode_MBps=None, rel_error=0.0))
+            rows.append(dict(name=entry.name, bytes=fp32_bytes, ratio_vs_fp32=1.0, encode_MBps=None, decode_MBps=None, rel_error=0.0))
             continue
         codec = make_codec(entry)
         n = 1 if entry.codec.startswith("hivemind") else repeat  # hivemind's 8-bit encoders take ~10 s here
-        t_enc, payload = time_call(lambda: codec.encode(x), n)
+        t_enc, payload = time_call(partial(codec.encode, x), n)
         t_dec, y = time_call(partial(codec.decode, payload, numel), n)
         err = float((y.double() - x.double()).norm()) / norm
         rows.append(
@@ -173,9 +170,11 @@ def codec_figures(entries: list[Entry], x: torch.Tensor, repeat: int) -> list[di
                 rel_error=err,
             )
         )
-        print(f"  {entry.name:<24} {len(payload):>12,d} B  x{fp32_bytes / len(payload):8.1f}  "
-              f"enc {fp32_bytes / MB / t_enc:8.1f} MB/s  dec {fp32_bytes / MB / t_dec:8.1f} MB/s  err {err:.4f}",
-              flush=True)
+        print(
+            f"  {entry.name:<24} {len(payload):>12,d} B  x{fp32_bytes / len(payload):8.1f}  "
+            f"enc {fp32_bytes / MB / t_enc:8.1f} MB/s  dec {fp32_bytes / MB / t_dec:8.1f} MB/s  err {err:.4f}",
+            flush=True,
+        )
         del payload, y
         gc.collect()
     return rows

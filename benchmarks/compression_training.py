@@ -50,8 +50,14 @@ class Task:
 
     def train_spec(self) -> TrainSpec:
         """The run spec's [train] table this task stands for."""
-        return TrainSpec(inner_steps=self.inner_steps, batch_size=self.batch_size, seq_len=self.seq_len, lr=self.lr,
-                         weight_decay=self.weight_decay, warmup_steps=self.warmup_steps)
+        return TrainSpec(
+            inner_steps=self.inner_steps,
+            batch_size=self.batch_size,
+            seq_len=self.seq_len,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            warmup_steps=self.warmup_steps,
+        )
 
 
 class Swarm:
@@ -104,9 +110,17 @@ def overhead(entries: list[Entry], corpus: Corpus, demo_peers: int = 3, also_ste
     """Codec work of one demo round against that round's inner-loop compute."""
     spec = RunSpec()
     t = spec.train
-    task = Task(preset=spec.model.preset, peers=1, inner_steps=t.inner_steps, lr=t.lr, weight_decay=t.weight_decay,
-                batch_size=t.batch_size, seq_len=t.seq_len, pages_per_round=spec.data.pages_per_round,
-                warmup_steps=t.warmup_steps)
+    task = Task(
+        preset=spec.model.preset,
+        peers=1,
+        inner_steps=t.inner_steps,
+        lr=t.lr,
+        weight_decay=t.weight_decay,
+        batch_size=t.batch_size,
+        seq_len=t.seq_len,
+        pages_per_round=spec.data.pages_per_round,
+        warmup_steps=t.warmup_steps,
+    )
     swarm = Swarm(task, corpus)
     swarm.train_peer(0, 0)  # warm-up round (first-call costs)
 
@@ -139,15 +153,16 @@ def overhead(entries: list[Entry], corpus: Corpus, demo_peers: int = 3, also_ste
             continue
         codec = make_codec(entry)
 
-        def one_round() -> None:
-            payload = ErrorFeedback().step(delta, codec, beta=entry.beta)
+        def one_round(codec=codec, beta=entry.beta) -> None:
+            payload = ErrorFeedback().step(delta, codec, beta=beta)
             for _ in range(demo_peers):
                 codec.decode(payload, numel)
 
         one_round()
         seconds, _ = time_call(one_round, 5)
-        out["codecs"].append({"name": entry.name, "seconds": seconds, "fraction_of_inner": seconds / inner,
-                              "fraction_of_inner_also": seconds / inner_also})
+        out["codecs"].append(
+            {"name": entry.name, "seconds": seconds, "fraction_of_inner": seconds / inner, "fraction_of_inner_also": seconds / inner_also}
+        )
     return out
 
 
@@ -179,10 +194,17 @@ def train_entry(entry: Entry, task: Task, corpus: Corpus, shadow: Entry | None =
         losses.append(swarm.eval())
         sent.append(sum(nbytes) / len(nbytes))
         twin_sent.append(sum(twin_bytes) / len(twin_bytes) if twin_bytes else 0)
-        print(f"  {entry.name:<24} round {r:>3}  eval {losses[-1]:.4f}  bytes/peer {sent[-1]:>10,.0f}  "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
-    result = {"name": entry.name, "numel": numel, "eval_loss": losses, "bytes_per_peer_round": sent,
-              "wall_seconds": time.perf_counter() - start}
+        print(
+            f"  {entry.name:<24} round {r:>3}  eval {losses[-1]:.4f}  bytes/peer {sent[-1]:>10,.0f}  ({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
+    result = {
+        "name": entry.name,
+        "numel": numel,
+        "eval_loss": losses,
+        "bytes_per_peer_round": sent,
+        "wall_seconds": time.perf_counter() - start,
+    }
     if shadow:
         result["shadow"] = {"name": shadow.name, "bytes_per_peer_round": twin_sent}
     return result

@@ -53,8 +53,16 @@ CHEATER = "wrong-pages"
 
 
 def train_round(
-    spec: RunSpec, run_id: bytes, r: int, corpus: Corpus, excluded: frozenset[int], codec: Codec,
-    peers: dict[str, Peer], state: OuterState, base_hash: bytes, train_seconds: list[float],
+    spec: RunSpec,
+    run_id: bytes,
+    r: int,
+    corpus: Corpus,
+    excluded: frozenset[int],
+    codec: Codec,
+    peers: dict[str, Peer],
+    state: OuterState,
+    base_hash: bytes,
+    train_seconds: list[float],
 ) -> dict[str, Contribution]:
     """Every node's contribution to round r, as the verifier receives it (payload, its announcement, the decoded vector)."""
     contributions = {}
@@ -70,8 +78,16 @@ def train_round(
         train_seconds.append((time.perf_counter() - tick) / steps * spec.train.inner_steps)  # as if it ran all H steps
         payload = peer.feedback.step(delta, codec, beta=spec.codec.error_feedback_beta)
         # Unsigned: the verifier reads the announcement's digest and base, the pool checks signatures.
-        meta = ContributionMeta(run_id=run_id, round=r, hotkey=h, peer_id=b"", digest=hashlib.sha256(payload).digest(),
-                                nbytes=len(payload), codec=spec.codec.name, base_state_hash=base_hash)
+        meta = ContributionMeta(
+            run_id=run_id,
+            round=r,
+            hotkey=h,
+            peer_id=b"",
+            digest=hashlib.sha256(payload).digest(),
+            nbytes=len(payload),
+            codec=spec.codec.name,
+            base_state_hash=base_hash,
+        )
         contributions[h] = Contribution(meta, codec.decode(payload, state.theta.numel()), payload)
     return contributions
 
@@ -79,12 +95,18 @@ def train_round(
 def row_of(r: int, node: str, record: VerificationRecord) -> dict:
     """The figures of one signed record that the table and the JSON keep."""
     metrics = {m.name: m.value for m in record.metrics}
-    return {"round": r, "node": node, **{k: metrics[k] for k in ("specificity", "median_specificity", "work_ratio")},
-            "verdict": record.verdict, "reason": record.reason}
+    return {
+        "round": r,
+        "node": node,
+        **{k: metrics[k] for k in ("specificity", "median_specificity", "work_ratio")},
+        "verdict": record.verdict,
+        "reason": record.reason,
+    }
 
 
-def summarize(rows: list[dict], args: argparse.Namespace, settings: VerifierSettings,
-              train_seconds: list[float], check_seconds: list[float]) -> dict:
+def summarize(
+    rows: list[dict], args: argparse.Namespace, settings: VerifierSettings, train_seconds: list[float], check_seconds: list[float]
+) -> dict:
     judged = [row for row in rows if row["round"] + 1 >= settings.tolerances.min_history]
     honest = [row for row in judged if row["node"] != CHEATER]
     cheater = [row for row in judged if row["node"] == CHEATER]
@@ -132,8 +154,17 @@ def main() -> None:
     rows: list[dict] = []
     train_seconds, check_seconds = [], []  # per node-round, per checked contribution
     with tempfile.TemporaryDirectory(prefix="gradswarm-specificity-") as audit_dir:
-        verifier = Verifier(run_id, Keypair.create_from_uri("//verifier"), spec.model.preset, corpus, excluded,
-                            spec.data.pages_per_round, spec.train.seq_len, AuditStore(Path(audit_dir)), settings)
+        verifier = Verifier(
+            run_id,
+            Keypair.create_from_uri("//verifier"),
+            spec.model.preset,
+            corpus,
+            excluded,
+            spec.data.pages_per_round,
+            spec.train.seq_len,
+            AuditStore(Path(audit_dir)),
+            settings,
+        )
         for r in range(args.rounds):
             started = time.time()
             base_hash = state.state_hash()
@@ -144,8 +175,11 @@ def main() -> None:
             for h in nodes:
                 row = row_of(r, h, records[h])
                 rows.append(row)
-                print(f"round {r} {h:>11}: specificity {row['specificity']:+.3f} "
-                      f"median {row['median_specificity']:+.3f} -> {row['verdict']} {row['reason']}", flush=True)
+                print(
+                    f"round {r} {h:>11}: specificity {row['specificity']:+.3f} "
+                    f"median {row['median_specificity']:+.3f} -> {row['verdict']} {row['reason']}",
+                    flush=True,
+                )
             # Weight 1 each: equal standing, so a manifest would weigh them alike (ManifestEntry's default).
             state = next_state(outer, state, [contributions[h].vector for h in nodes], [1.0] * len(nodes))
             print(f"round {r}: {time.time() - started:.0f} s", flush=True)

@@ -108,7 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("under torchrun choose --parallel ddp or fsdp")
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device)
+    device = torch.device(
+        "cuda" if args.device == "auto" and torch.cuda.is_available() else "cpu" if args.device == "auto" else args.device
+    )
     group = start_group(device) if args.parallel != "none" else None
     if group is not None:
         device = group.device
@@ -130,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
             def train_round(steps: int, seed: int) -> float:
                 return ranked.train(theta, page_ids, seed, steps, None)[0]
         else:
-            trainer = InnerTrainer(model, lr=spec.lr, weight_decay=spec.weight_decay, batch_size=spec.batch_size,
-                                   seq_len=seq_len, device=device)
+            trainer = InnerTrainer(
+                model, lr=spec.lr, weight_decay=spec.weight_decay, batch_size=spec.batch_size, seq_len=seq_len, device=device
+            )
 
             def train_round(steps: int, seed: int) -> float:  # as SwarmNode._train_and_compress does
                 params.load_flat(model, theta.to(device))
@@ -186,15 +189,18 @@ def main(argv: list[str] | None = None) -> int:
             result["peak_bf16_tflops_per_gpu"] = peak
             result["mfu"] = round(achieved / (peak * 1e12 * world), 4)
     mode = ("single" if args.parallel == "none" else f"{args.parallel}x{world}") + (
-        f"-t{torch.get_num_threads()}" if device.type == "cpu" else "")
+        f"-t{torch.get_num_threads()}" if device.type == "cpu" else ""
+    )
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     out = Path(args.out) if args.out else RESULTS / f"throughput-{slug}-{args.preset}-{mode}{'-ac' if checkpointing else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     mfu = f", MFU {result['mfu']:.1%}" if "mfu" in result else ""
-    print(f"{args.preset} ({numel / 1e6:.1f}M) on {name}, {mode}, AC {'on' if checkpointing else 'off'}: "
-          f"{result['tokens_per_s']:.0f} tokens/s per node ({result['tokens_per_s_per_rank']:.0f} per rank){mfu}; "
-          f"{args.steps} steps of {args.batch_size} x {seq_len} in {seconds:.2f} s -> {out}")
+    print(
+        f"{args.preset} ({numel / 1e6:.1f}M) on {name}, {mode}, AC {'on' if checkpointing else 'off'}: "
+        f"{result['tokens_per_s']:.0f} tokens/s per node ({result['tokens_per_s_per_rank']:.0f} per rank){mfu}; "
+        f"{args.steps} steps of {args.batch_size} x {seq_len} in {seconds:.2f} s -> {out}"
+    )
     if group is not None:
         dist.destroy_process_group()
     return 0

@@ -98,8 +98,12 @@ class Bootstrap:
         maddrs = [str(a) for a in self.dht.get_visible_maddrs()]
         if s.peers:
             answered = self.dht.run_coroutine(partial(rejoin, maddrs=s.peers))
-            log.log(logging.INFO if answered else logging.WARNING,
-                    "%d of %d other bootstraps answered; the rest are re-dialed every 30 s", answered, len(s.peers))
+            log.log(
+                logging.INFO if answered else logging.WARNING,
+                "%d of %d other bootstraps answered; the rest are re-dialed every 30 s",
+                answered,
+                len(s.peers),
+            )
         self.sampler = Sampler(self.dht, str(self.dht.peer_id), s.stats_interval, s.peers)
         self.sampler.start()
         if s.http is not None:

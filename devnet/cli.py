@@ -12,11 +12,21 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--rounds", type=int, default=12)
     demo.add_argument("--out", default="demo-out")
     demo.add_argument("--round-seconds", type=float, default=None, help="default: 20 s for 3 nodes, more for more")
-    demo.add_argument("--adversaries", default="", metavar="KINDS", help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale")
+    demo.add_argument(
+        "--adversaries", default="", metavar="KINDS", help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale"
+    )
     demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
     demo.add_argument("--ranks-per-node", type=int, default=1, metavar="N", help="run each node as N torchrun ranks (gloo on CPU)")
-    demo.add_argument("--stop-bootstraps", type=int, default=0, metavar="ROUND", help="stop both bootstraps as this round begins (default: only the first, halfway)")
-    demo.add_argument("--sybils", type=int, default=0, metavar="N", help="add N unregistered identities that flood the DHT and knock on every node")
+    demo.add_argument(
+        "--stop-bootstraps",
+        type=int,
+        default=0,
+        metavar="ROUND",
+        help="stop both bootstraps as this round begins (default: only the first, halfway)",
+    )
+    demo.add_argument(
+        "--sybils", type=int, default=0, metavar="N", help="add N unregistered identities that flood the DHT and knock on every node"
+    )
     demo.set_defaults(func=cmd_demo)
 
 
@@ -25,7 +35,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     adversaries = tuple(k for k in args.adversaries.split(",") if k)
     return run_demo(
-        peers=args.peers, rounds=args.rounds, out=Path(args.out), round_seconds=args.round_seconds,
-        late_rounds=args.late_join, adversaries=adversaries, bootstraps_down=args.stop_bootstraps,
-        ranks_per_node=args.ranks_per_node, sybils=args.sybils,
+        peers=args.peers,
+        rounds=args.rounds,
+        out=Path(args.out),
+        round_seconds=args.round_seconds,
+        late_rounds=args.late_join,
+        adversaries=adversaries,
+        bootstraps_down=args.stop_bootstraps,
+        ranks_per_node=args.ranks_per_node,
+        sybils=args.sybils,
     )

@@ -99,21 +99,30 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
         if kind:
             cheaters.append(keypair.ss58_address)
         kinds.append(kind)
-        nodes.append(NodeConfig(
-            data_dir=str((out / "nodes" / f"node{i}").resolve()),
-            wallet=f"node{i}",
-            wallet_root=str(wallets.resolve()),
-            torch_threads=1,
-            evaluate=(i == 0),
-            corpus_cache=str((out / "corpus").resolve()),
-            verify_samples=total - 1 if i < VALIDATOR_PERMITS else 1,  # validators check everyone
-        ))
+        nodes.append(
+            NodeConfig(
+                data_dir=str((out / "nodes" / f"node{i}").resolve()),
+                wallet=f"node{i}",
+                wallet_root=str(wallets.resolve()),
+                torch_threads=1,
+                evaluate=(i == 0),
+                corpus_cache=str((out / "corpus").resolve()),
+                verify_samples=total - 1 if i < VALIDATOR_PERMITS else 1,  # validators check everyone
+            )
+        )
     return spec, nodes, cheaters, kinds
 
 
 def run_demo(
-    peers: int, rounds: int, out: Path, round_seconds: float | None = None, late_rounds: int = 0, adversaries: tuple[str, ...] = (),
-    bootstraps_down: int = 0, ranks_per_node: int = 1, sybils: int = 0,
+    peers: int,
+    rounds: int,
+    out: Path,
+    round_seconds: float | None = None,
+    late_rounds: int = 0,
+    adversaries: tuple[str, ...] = (),
+    bootstraps_down: int = 0,
+    ranks_per_node: int = 1,
+    sybils: int = 0,
 ) -> int:
     """Run the swarm; with `late_rounds`, the last node only starts once that round has begun;
     `sybils` adds that many unregistered identities flooding the DHT (devnet/sybil.py, one process);
@@ -148,13 +157,15 @@ def run_demo(
             boots.append(_start_bootstrap(out / "bootstrap" / f"boot{i}", boot_run_file, env))
         infos = [_wait_for_file(out / "bootstrap" / f"boot{i}" / "maddrs.json", 60, boots) for i in range(BOOTSTRAPS)]
         maddrs = [addr for info in infos for addr in info["maddrs"]]
-        for node, path in zip(node_configs, configs):
+        for node, path in zip(node_configs, configs, strict=True):
             atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
         if sybils:  # first, so that their start-up (a DHT process and a p2pd each) is over before round 0
             swarm_of_sybils.append(_start_sybils(out / "sybils", spec, maddrs, sybils, rounds, env))
             print(f"demo: plus {sybils} unregistered Sybil identities flooding the DHT (log: {out}/sybils/sybil.log)")
         on_time = configs[:-1] if late_rounds else configs
-        procs += [_start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds)]
+        procs += [
+            _start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds, strict=False)
+        ]  # a late joiner starts later
         print(f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, logs under {out}/nodes/*/node.log")
         if adversaries:
             print(f"demo: plus adversaries {', '.join(adversaries)} (nodes {peers}..{total - 1})")
@@ -187,8 +198,18 @@ def run_demo(
         _stop(procs + boots + swarm_of_sybils)
     codes = [p.returncode for p in procs]
     return judge(
-        spec, configs, total, rounds, out, time.time() - started, codes, late=bool(late_rounds), cheaters=cheaters,
-        bootstraps_stopped=stopped, ranks_per_node=ranks_per_node, sybil_report=out / "sybils" / "report.json" if sybils else None,
+        spec,
+        configs,
+        total,
+        rounds,
+        out,
+        time.time() - started,
+        codes,
+        late=bool(late_rounds),
+        cheaters=cheaters,
+        bootstraps_stopped=stopped,
+        ranks_per_node=ranks_per_node,
+        sybil_report=out / "sybils" / "report.json" if sybils else None,
     )
 
 
@@ -196,9 +217,22 @@ def _start_sybils(sybil_dir: Path, spec: RunSpec, maddrs: list[str], count: int,
     run_file = sybil_dir / "run.toml"
     atomic_write(run_file, render_run_file(spec, NodeConfig(bootstrap=tuple(maddrs))).encode())
     return subprocess.Popen(
-        [sys.executable, "-m", "devnet.sybil", "--config", str(run_file), "--count", str(count), "--rounds", str(rounds),
-         "--report", str(sybil_dir / "report.json")],
-        stdout=open(sybil_dir / "sybil.log", "wb"), stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "devnet.sybil",
+            "--config",
+            str(run_file),
+            "--count",
+            str(count),
+            "--rounds",
+            str(rounds),
+            "--report",
+            str(sybil_dir / "report.json"),
+        ],
+        stdout=open(sybil_dir / "sybil.log", "wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
         # A real attacker floods from its own machines; on one box a lower CPU priority keeps most of the
         # attacker's own work off the honest nodes' cores, while their cost of refusing it stays theirs.
         preexec_fn=lambda: os.nice(10),
@@ -215,9 +249,24 @@ def _bootstrap_stops(rounds: int, all_down: int) -> dict[int, list[int]]:
 def _start_bootstrap(boot_dir: Path, run_file: Path, env: dict) -> subprocess.Popen:
     boot_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "bootstrap", "run", "--run", str(run_file), "--listen", "/ip4/127.0.0.1/tcp/0",
-         "--identity", str(boot_dir / "p2p.key"), "--maddrs-file", str(boot_dir / "maddrs.json")],
-        stdout=open(boot_dir / "bootstrap.log", "wb"), stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            "node.cli",
+            "bootstrap",
+            "run",
+            "--run",
+            str(run_file),
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--identity",
+            str(boot_dir / "p2p.key"),
+            "--maddrs-file",
+            str(boot_dir / "maddrs.json"),
+        ],
+        stdout=open(boot_dir / "bootstrap.log", "wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
 
 
@@ -225,9 +274,17 @@ def _start_node(config: Path, rounds: int, env: dict, nproc: int = 1, adversary:
     """`gradswarm node run`, or for an adversary the same node with its cheating Worker (devnet/cheater.py)."""
     command = ["devnet.cheater", "--kind", adversary] if adversary else ["node.cli", "node", "run"]
     return subprocess.Popen(
-        [sys.executable, "-m", *command, "--config", str(config), "--rounds", str(rounds),
-         *(["--nproc", str(nproc)] if nproc > 1 and not adversary else [])],
-        stdout=open(config.parent / "node.log", "wb"), stderr=subprocess.STDOUT, env=env,
+        [
+            sys.executable,
+            "-m",
+            *command,
+            "--config",
+            str(config),
+            "--rounds",
+            str(rounds),
+            *(["--nproc", str(nproc)] if nproc > 1 and not adversary else []),
+        ],
+        stdout=open(config.parent / "node.log", "wb"),
+        stderr=subprocess.STDOUT,
+        env=env,
     )
-
-

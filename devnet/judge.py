@@ -73,8 +73,18 @@ def sybil_summary(logs: list[dict[int, RoundReport]], report_path: Path) -> dict
 
 
 def judge(
-    spec: RunSpec, configs: list[Path], peers: int, rounds: int, out: Path, wall: float, codes: list, late: bool, cheaters: list[str],
-    bootstraps_stopped: list[dict] | None = None, ranks_per_node: int = 1, sybil_report: Path | None = None,
+    spec: RunSpec,
+    configs: list[Path],
+    peers: int,
+    rounds: int,
+    out: Path,
+    wall: float,
+    codes: list,
+    late: bool,
+    cheaters: list[str],
+    bootstraps_stopped: list[dict] | None = None,
+    ranks_per_node: int = 1,
+    sybil_report: Path | None = None,
 ) -> int:
     """Write summary.json; non-zero exit when the swarm did not do its job.
 
@@ -120,7 +130,8 @@ def judge(
         summary["ranks_per_node"] = ranks_per_node
         summary["rank_state_hashes"] = ranks
         summary["rank_state_hashes_agree"] = all(len(h) == ranks_per_node for h in ranks.values()) and {
-            h for hs in ranks.values() for h in hs} == set(final.values())
+            h for hs in ranks.values() for h in hs
+        } == set(final.values())
     # Records some node read only because a peer pushed them: the DHT alone would have lost them.
     summary["records_only_pushed"] = sum(log[max(log)].records_only_pushed for log in logs if log)
     summary["peak_rss_bytes"] = {log[min(log)].hotkey: max(x.peak_rss_bytes for x in log.values()) for log in logs if log}
@@ -128,8 +139,12 @@ def judge(
         summary.update(sybil_summary(logs, sybil_report))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     problems = []
-    if sybil_report is not None and (summary["sybil_records_accepted"] or summary["sybil_contributions_aggregated"] or summary["sybil_fetches_served"]
-                                       or summary["sybil_pushes_taken"]):
+    if sybil_report is not None and (
+        summary["sybil_records_accepted"]
+        or summary["sybil_contributions_aggregated"]
+        or summary["sybil_fetches_served"]
+        or summary["sybil_pushes_taken"]
+    ):
         problems.append("records, contributions, pushes or fetches of unregistered Sybils got through")
     if completed < rounds:
         problems.append(f"only {completed}/{rounds} rounds completed by every node")
@@ -144,9 +159,11 @@ def judge(
     evals = [e for e in summary["eval_loss"] if e is not None]
     print(f"summary: {out / 'summary.json'}")
     if evals:
-        print(f"eval loss {evals[0]:.4f} -> {evals[-1]:.4f} ({evals[-1] / evals[0]:.2f}x); "
-              f"upload {summary['upload_bytes_per_peer_round']:.0f} B/peer/round vs dense fp32 {dense} B; "
-              f"{summary['wall_seconds']} s")
+        print(
+            f"eval loss {evals[0]:.4f} -> {evals[-1]:.4f} ({evals[-1] / evals[0]:.2f}x); "
+            f"upload {summary['upload_bytes_per_peer_round']:.0f} B/peer/round vs dense fp32 {dense} B; "
+            f"{summary['wall_seconds']} s"
+        )
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)
     return 1 if problems else 0

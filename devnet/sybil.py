@@ -87,27 +87,52 @@ class Sybil:
         me, peer = self.hotkey, self.dht.peer_id.to_bytes()
         msgs: list[object] = [
             PeerBinding(run_id=self.run_id, hotkey=me, peer_id=peer, expires_at=time.time() + 600),
-            ContributionMeta(run_id=self.run_id, round=r, hotkey=me, peer_id=peer, digest=_junk(me, r), nbytes=4096,
-                             codec=self.codec, base_state_hash=_junk("base", r)),
-            RoundManifest(run_id=self.run_id, round=r, hotkey=me, base_state_hash=_junk("base", r),
-                          entries=tuple(ManifestEntry(hotkey=h, digest=_junk(h, r)) for h in sybils),
-                          result_state_hash=_junk("result", r)),
+            ContributionMeta(
+                run_id=self.run_id,
+                round=r,
+                hotkey=me,
+                peer_id=peer,
+                digest=_junk(me, r),
+                nbytes=4096,
+                codec=self.codec,
+                base_state_hash=_junk("base", r),
+            ),
+            RoundManifest(
+                run_id=self.run_id,
+                round=r,
+                hotkey=me,
+                base_state_hash=_junk("base", r),
+                entries=tuple(ManifestEntry(hotkey=h, digest=_junk(h, r)) for h in sybils),
+                result_state_hash=_junk("result", r),
+            ),
             StateAnnouncement(run_id=self.run_id, round=r + 1, hotkey=me, peer_id=peer, state_hash=_junk("result", r)),
         ]
         msgs += [
-            VerificationRecord(run_id=self.run_id, round=max(0, r - 1), hotkey=me, subject=subject,
-                               payload_digest=_junk(subject, r), base_state_hash=_junk("base", r),
-                               claimed_base_hash=_junk("base", r), codec=self.codec, assigned_pages=(0,), control_pages=(1,),
-                               page_digests=(_junk(0), _junk(1)), compared=(), metrics=(Metric("gain", -1.0),),
-                               tolerances=(Metric("gain", 0.0),), verdict="fail", reason="forged")
+            VerificationRecord(
+                run_id=self.run_id,
+                round=max(0, r - 1),
+                hotkey=me,
+                subject=subject,
+                payload_digest=_junk(subject, r),
+                base_state_hash=_junk("base", r),
+                claimed_base_hash=_junk("base", r),
+                codec=self.codec,
+                assigned_pages=(0,),
+                control_pages=(1,),
+                page_digests=(_junk(0), _junk(1)),
+                compared=(),
+                metrics=(Metric("gain", -1.0),),
+                tolerances=(Metric("gain", 0.0),),
+                verdict="fail",
+                reason="forged",
+            )
             for subject in honest_subjects
         ]
         return [signing.sign(m, self.keypair) for m in msgs]
 
     async def store(self, msg: object, report: SybilReport) -> None:
         report.stores_attempted += 1
-        ok = await self.dht.store(records.key_for(msg), wire.encode(msg), get_dht_time() + 600,
-                                  subkey=self.hotkey, return_future=True)
+        ok = await self.dht.store(records.key_for(msg), wire.encode(msg), get_dht_time() + 600, subkey=self.hotkey, return_future=True)
         report.stores_acknowledged += bool(ok)
 
     async def honest_targets(self, r: int, sybils: set[str]) -> list[tuple[bytes, str, bytes, int]]:
@@ -156,11 +181,15 @@ def try_commit(chain: ChainView, sybil: Sybil, report: SybilReport) -> None:
         report.commitments_refused += 1
 
 
-async def run_sybils(spec: RunSpec, chain: ChainView, schedule: RoundSchedule, bootstrap: list[str], count: int, rounds: int, report_path: Path) -> None:
+async def run_sybils(
+    spec: RunSpec, chain: ChainView, schedule: RoundSchedule, bootstrap: list[str], count: int, rounds: int, report_path: Path
+) -> None:
     keypairs = [Keypair.create_from_uri(f"//gradswarm-sybil-{os.getpid()}-{i}") for i in range(count)]
     sybils = []
     for keypair in keypairs:
-        dht = await asyncio.to_thread(hivemind.DHT, initial_peers=bootstrap, host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True, await_ready=True)
+        dht = await asyncio.to_thread(
+            hivemind.DHT, initial_peers=bootstrap, host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True, await_ready=True
+        )
         sybils.append(Sybil(spec.run_id, spec.codec.name, keypair, dht, await dht.replicate_p2p()))
     hotkeys = [s.hotkey for s in sybils]
     report = SybilReport(hotkeys=hotkeys, peer_ids=[s.dht.peer_id.to_base58() for s in sybils])

@@ -156,8 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = node.add_parser("run", help="join the run described by a run.toml and train")
     run.add_argument("--config", required=True, help="run.toml: the run spec plus a [node] table")
     run.add_argument("--rounds", type=int, default=None, help="stop after this round (default: run forever)")
-    run.add_argument("--nproc", type=int, default=1, metavar="N",
-                     help="ranks (GPUs) of this node: starts itself N times under torchrun; rank 0 talks to the swarm")
+    run.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        metavar="N",
+        help="ranks (GPUs) of this node: starts itself N times under torchrun; rank 0 talks to the swarm",
+    )
     run.set_defaults(func=cmd_node_run)
 
     keys = sub.add_parser("keys", help="hotkeys in the bittensor wallet layout").add_subparsers(dest="action", required=True)
@@ -172,12 +177,21 @@ def build_parser() -> argparse.ArgumentParser:
     brun = boot.add_parser("run", help="a DHT-only node (no model, no wallet) that stores only the run's valid records")
     brun.add_argument("--run", required=True, help="the run's run.toml: its spec gives the run id and chain ([node] is ignored)")
     brun.add_argument("--identity", default="bootstrap-p2p.key", help="private key file (created with mode 0600): keeps the peer id stable")
-    brun.add_argument("--listen", action="append", metavar="MADDR", help="multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/31337)")
-    brun.add_argument("--announce", action="append", metavar="MADDR", help="public multiaddr to advertise instead of the listening ones (repeatable)")
+    brun.add_argument(
+        "--listen", action="append", metavar="MADDR", help="multiaddr to listen on (repeatable; default /ip4/0.0.0.0/tcp/31337)"
+    )
+    brun.add_argument(
+        "--announce", action="append", metavar="MADDR", help="public multiaddr to advertise instead of the listening ones (repeatable)"
+    )
     brun.add_argument("--peer", action="append", metavar="MADDR", help="another bootstrap to join, ending in /p2p/<peer id> (repeatable)")
     brun.add_argument("--http", default="", metavar="HOST:PORT", help="serve /healthz and /metrics here, e.g. 127.0.0.1:9100")
     brun.add_argument("--maddrs-file", default="", help="also write the peer id and multiaddrs here as JSON")
-    brun.add_argument("--reachability", choices=("auto", "public", "private"), default="auto", help="override libp2p's AutoNAT guess ('public' on a host with a public address)")
+    brun.add_argument(
+        "--reachability",
+        choices=("auto", "public", "private"),
+        default="auto",
+        help="override libp2p's AutoNAT guess ('public' on a host with a public address)",
+    )
     brun.add_argument("--auto-relay", action="store_true", help="only behind NAT: find libp2p relays to become reachable")
     brun.add_argument("--no-relay", action="store_true", help="disable libp2p circuit relay")
     brun.set_defaults(func=cmd_bootstrap_run)

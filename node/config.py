@@ -55,7 +55,10 @@ class TrainSpec:
 
     def __post_init__(self) -> None:
         _require(self.inner_steps >= 1 and self.batch_size >= 1 and self.seq_len >= 1, "inner_steps, batch_size, seq_len must be positive")
-        _require(self.lr > 0 and self.weight_decay >= 0 and self.warmup_steps >= 0, "lr must be positive, weight_decay and warmup_steps not negative")
+        _require(
+            self.lr > 0 and self.weight_decay >= 0 and self.warmup_steps >= 0,
+            "lr must be positive, weight_decay and warmup_steps not negative",
+        )
 
 
 @dataclass(frozen=True)
@@ -184,9 +187,13 @@ class NodeConfig:
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "port must be in [0, 65535]")
         _require(self.checkpoint_every >= 1 and self.torch_threads >= 0, "checkpoint_every must be positive, torch_threads not negative")
-        _require(self.verify_samples >= 0 and self.audit_rounds >= 1 and self.weights_every >= 1, "verify_samples, audit_rounds, weights_every out of range")
+        _require(
+            self.verify_samples >= 0 and self.audit_rounds >= 1 and self.weights_every >= 1,
+            "verify_samples, audit_rounds, weights_every out of range",
+        )
         _require(self.parallel in ("auto", "ddp", "fsdp"), "parallel must be 'auto', 'ddp' or 'fsdp'")
         _require(self.activation_checkpointing in ("auto", "on", "off"), "activation_checkpointing must be 'auto', 'on' or 'off'")
+
     corpus_cache: str = ""  # empty: <data_dir>/corpus
 
 

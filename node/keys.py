@@ -100,9 +100,7 @@ def load_hotkey(wallet: str, hotkey: str = "default", root: Path = DEFAULT_WALLE
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"no hotkey at {path}; create one with `btcli wallet new_hotkey` or gradswarm"
-        ) from None
+        raise FileNotFoundError(f"no hotkey at {path}; create one with `btcli wallet new_hotkey` or gradswarm") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise KeyfileError(f"{path} is not a regular file")
@@ -125,10 +123,7 @@ def _parse_keyfile(data: bytes) -> Keypair:
     corrupted file fails loudly instead of silently becoming another identity.
     """
     if keyfile_data_is_encrypted(data):
-        raise KeyfileError(
-            "hotkey is encrypted; gradswarm signs unattended and needs an unencrypted hotkey"
-            " (btcli's default for hotkeys)"
-        )
+        raise KeyfileError("hotkey is encrypted; gradswarm signs unattended and needs an unencrypted hotkey (btcli's default for hotkeys)")
     try:
         obj: Any = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -159,9 +154,7 @@ def _parse_keyfile(data: bytes) -> Keypair:
     except (ValueError, TypeError) as e:
         raise KeyfileError(f"invalid key material: {e}") from None
     if not candidates:
-        raise KeyfileError(
-            "no secretPhrase, secretSeed or privateKey: a hotkey must be able to sign"
-        )
+        raise KeyfileError("no secretPhrase, secretSeed or privateKey: a hotkey must be able to sign")
     keypair = candidates[0]
     if any(k.ss58_address != keypair.ss58_address for k in candidates[1:]):
         raise KeyfileError("secretPhrase, secretSeed and privateKey describe different keys")

@@ -68,7 +68,12 @@ class SwarmNode:
     """`worker_class` decides how the node does its own work; the product only ever uses the honest Worker."""
 
     def __init__(
-        self, spec: RunSpec, config: NodeConfig, keypair: Signer, chain: ChainView, ranks: RankGroup | None = None,
+        self,
+        spec: RunSpec,
+        config: NodeConfig,
+        keypair: Signer,
+        chain: ChainView,
+        ranks: RankGroup | None = None,
         worker_class: type[Worker] = Worker,
     ):
         self.spec, self.config, self.keypair, self.chain = spec, config, keypair, chain
@@ -84,8 +89,13 @@ class SwarmNode:
         self.outer = OuterOptimizer(lr=spec.outer.lr, momentum=spec.outer.momentum, nesterov=spec.outer.nesterov)
         self.feedback = ErrorFeedback()
         self.swarm = Swarm(
-            self.run_id, chain, bootstrap=list(config.bootstrap), host=config.host, port=config.port,
-            identity_path=self.files.data_dir / "p2p.key", round_now=lambda: self.schedule.round_at(time.time()),
+            self.run_id,
+            chain,
+            bootstrap=list(config.bootstrap),
+            host=config.host,
+            port=config.port,
+            identity_path=self.files.data_dir / "p2p.key",
+            round_now=lambda: self.schedule.round_at(time.time()),
         )
         self.board = Board(self.run_id, self.swarm, chain, keypair, self.schedule)
         self.presence = Presence(self.board, chain)
@@ -119,8 +129,15 @@ class SwarmNode:
                 log.warning("ignoring the saved inner optimizer state: %s", e)
         self.audit.write_spec(self.spec)
         verifier = Verifier(
-            self.run_id, self.keypair, self.spec.model.preset, self.corpus, self.excluded,
-            self.spec.data.pages_per_round, t.seq_len, self.audit, VerifierSettings(samples=self.config.verify_samples),
+            self.run_id,
+            self.keypair,
+            self.spec.model.preset,
+            self.corpus,
+            self.excluded,
+            self.spec.data.pages_per_round,
+            t.seq_len,
+            self.audit,
+            VerifierSettings(samples=self.config.verify_samples),
         )
         self.verification = Verification(verifier, self.pool, self.board, self.scores, self.audit, self.config.audit_rounds)
         self.collector = Collector(
@@ -186,7 +203,9 @@ class SwarmNode:
         if self.ranked is not None:
             return self.ranked.evaluate(theta, self.eval_page_ids)
         params.load_flat(self.model, theta.to(self.device))
-        return eval_loss(self.model, self.corpus.pages(self.eval_page_ids), self.spec.train.seq_len, self.spec.train.batch_size, self.device)
+        return eval_loss(
+            self.model, self.corpus.pages(self.eval_page_ids), self.spec.train.seq_len, self.spec.train.batch_size, self.device
+        )
 
     def forget_before(self, r: int) -> None:
         self.swarm.forget_before(r)

@@ -101,7 +101,9 @@ class Replayer:
 def format_rows(rows: list[ReplayRow]) -> str:
     lines = [f"{'record':<16} {'round':>5} {'subject':<12} {'verdict':<7} {'replayed':<8} {'max_diff':>9}  problem"]
     for r in rows:
-        lines.append(f"{r.digest[:16]:<16} {r.round:>5} {r.subject[:12]:<12} {r.verdict:<7} {r.replayed:<8} {r.max_diff:>9.2e}  {r.problem}")
+        lines.append(
+            f"{r.digest[:16]:<16} {r.round:>5} {r.subject[:12]:<12} {r.verdict:<7} {r.replayed:<8} {r.max_diff:>9.2e}  {r.problem}"
+        )
     return "\n".join(lines)
 
 

@@ -30,11 +30,7 @@ async def serve_audit(p2p: P2P, store: AuditStore) -> None:
         if request.kind == "spec":
             path = root / "spec.toml"
         elif request.kind == "index":
-            digests = [
-                digest
-                for round_ in range(request.first_round, request.last_round + 1)
-                for digest, _ in store.records(round_)
-            ]
+            digests = [digest for round_ in range(request.first_round, request.last_round + 1) for digest, _ in store.records(round_)]
             return encode_index(digests)
         elif request.kind == "record":
             found = next((p for p in store.record_paths() if p.stem == request.digest.hex()), None)

@@ -112,8 +112,10 @@ class AuditStore:
         return state
 
     def record_paths(self, round_: int | None = None) -> Iterator[Path]:
-        folders = [self.root / "records" / str(round_)] if round_ is not None else sorted(
-            (p for p in (self.root / "records").glob("*") if p.name.isdigit()), key=lambda p: int(p.name)
+        folders = (
+            [self.root / "records" / str(round_)]
+            if round_ is not None
+            else sorted((p for p in (self.root / "records").glob("*") if p.name.isdigit()), key=lambda p: int(p.name))
         )
         for folder in folders:
             yield from sorted(folder.glob("*.rec"))

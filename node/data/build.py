@@ -80,9 +80,7 @@ def _fingerprint(name: str, page_tokens: int, files: list[Path]) -> str:
     return hashlib.sha256(_canonical_json(body)).hexdigest()
 
 
-def build_corpus_from_files(
-    name: str, files: list[Path], cache_dir: Path | str, page_tokens: int = DEFAULT_PAGE_TOKENS
-) -> Corpus:
+def build_corpus_from_files(name: str, files: list[Path], cache_dir: Path | str, page_tokens: int = DEFAULT_PAGE_TOKENS) -> Corpus:
     """Corpus of the given files' bytes, in the given order, each followed by FILE_SEPARATOR.
 
     The corpus digest depends only on the name, page size and content.  A

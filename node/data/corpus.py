@@ -23,12 +23,11 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
-
 
 __all__ = [
     "VOCAB_SIZE",
@@ -100,7 +99,7 @@ class CorpusManifest:
         return hashlib.sha256(_canonical_json(body)).hexdigest()
 
     @classmethod
-    def create(cls, name: str, page_tokens: int, num_pages: int, page_digests_root: str) -> "CorpusManifest":
+    def create(cls, name: str, page_tokens: int, num_pages: int, page_digests_root: str) -> CorpusManifest:
         return cls(
             name=name,
             page_tokens=int(page_tokens),
@@ -117,7 +116,7 @@ class CorpusManifest:
         return _canonical_json(asdict(self))
 
     @classmethod
-    def from_json_bytes(cls, data: bytes) -> "CorpusManifest":
+    def from_json_bytes(cls, data: bytes) -> CorpusManifest:
         """Strictly parse a manifest and check that its digest matches its fields."""
         try:
             obj = json.loads(data)
@@ -239,14 +238,11 @@ def load_corpus(cache_dir: Path | str, digest: str) -> Corpus:
     except FileNotFoundError:
         raise CorpusIntegrityError(f"corpus {digest}: {tpath} is missing") from None
     if size != manifest.num_tokens:
-        raise CorpusIntegrityError(
-            f"corpus {digest}: {tpath} has {size} bytes, manifest says {manifest.num_tokens}"
-        )
+        raise CorpusIntegrityError(f"corpus {digest}: {tpath} has {size} bytes, manifest says {manifest.num_tokens}")
     tokens = np.memmap(tpath, dtype=np.uint8, mode="r", shape=(manifest.num_tokens,))
     digests = _page_digests(tokens, manifest.page_tokens, manifest.num_pages)
     if page_digests_root(digests) != manifest.page_digests_root:
         raise CorpusIntegrityError(
-            f"corpus {digest}: {tpath} does not match its manifest (page digest root differs; "
-            "the file was modified or damaged)"
+            f"corpus {digest}: {tpath} does not match its manifest (page digest root differs; the file was modified or damaged)"
         )
     return Corpus(manifest, tokens, digests, path=folder)

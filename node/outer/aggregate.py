@@ -38,6 +38,6 @@ def robust_mean(vectors: Sequence[torch.Tensor], weights: Sequence[float] | None
     if len(weights) != len(vectors) or not all(w > 0 for w in weights):
         raise ValueError("one positive weight per contribution")
     total = torch.zeros_like(vectors[0], dtype=torch.float32, device="cpu")
-    for vector, factor, weight in zip(vectors, clip_factors(vectors), weights):
+    for vector, factor, weight in zip(vectors, clip_factors(vectors), weights, strict=True):
         total.add_(vector.to("cpu", torch.float32), alpha=float(np.float32(factor * weight)))
     return total.div_(sum(weights))

@@ -135,7 +135,9 @@ class ContributionPool:
             if peer_id is None:
                 continue
             try:
-                data = await self.swarm.fetch(peer_id, "payload", entry.digest, self.codec.max_payload_bytes(self.numel), timeout=FETCH_TIMEOUT)
+                data = await self.swarm.fetch(
+                    peer_id, "payload", entry.digest, self.codec.max_payload_bytes(self.numel), timeout=FETCH_TIMEOUT
+                )
             except TransferError:
                 continue
             if hashlib.sha256(data).digest() == entry.digest:  # else a bad holder: try the next

@@ -23,7 +23,7 @@ class OuterState:
     momentum: torch.Tensor  # flat float32, CPU
 
     @classmethod
-    def fresh(cls, theta: torch.Tensor) -> "OuterState":
+    def fresh(cls, theta: torch.Tensor) -> OuterState:
         theta = theta.detach().to("cpu", torch.float32).contiguous().clone()
         return cls(theta=theta, momentum=torch.zeros_like(theta))
 
@@ -36,7 +36,7 @@ class OuterState:
             h.update(tensor.contiguous().numpy().astype("<f4", copy=False).tobytes())
         return h.digest()
 
-    def clone(self) -> "OuterState":
+    def clone(self) -> OuterState:
         return OuterState(self.theta.clone(), self.momentum.clone())
 
 

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 from node.chain import ChainView
 from node.config import OuterSpec
-from node.outer.contributions import ContributionPool, Collected
+from node.outer.contributions import Collected, ContributionPool
 from node.outer.optimizer import OuterOptimizer
-from node.swarm.board import Board
 from node.round.manifest import Signed, choose_entries, may_sign, sign_manifest
 from node.round.states import Base, StateBook
 from node.round.verify import Verification
+from node.swarm.board import Board
 from node.verifier.scores import Scoreboard
 from protocol.election import best_manifest, manifest_signers, signer_rank, signing_time
 from protocol.messages import RoundManifest

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from node.chain import Neuron
 from node.config import OuterSpec
 from node.outer.contributions import Collected
-from node.outer.selection import select_contributions
 from node.outer.optimizer import OuterOptimizer, OuterState
+from node.outer.selection import select_contributions
 from node.round.apply import next_state
-from node.swarm.board import Board
 from node.round.states import Base
+from node.swarm.board import Board
 from node.verifier.scores import Scoreboard
 from protocol.messages import ManifestEntry, RoundManifest
 

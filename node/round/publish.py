@@ -14,14 +14,16 @@ from pathlib import Path
 
 from node.fsutil import atomic_write
 from node.outer.contributions import ContributionPool
-from node.swarm.board import Board
 from node.round.states import Base
+from node.swarm.board import Board
 from protocol.messages import ContributionMeta, StateAnnouncement
 
 PAYLOAD_FILE_ROUNDS = 32  # own payloads stay on disk this long (what was published, for later inspection)
 
 
-async def publish(board: Board, pool: ContributionPool, payload_dir: Path, r: int, payload: bytes, base: Base, codec: str) -> ContributionMeta:
+async def publish(
+    board: Board, pool: ContributionPool, payload_dir: Path, r: int, payload: bytes, base: Base, codec: str
+) -> ContributionMeta:
     digest = hashlib.sha256(payload).digest()
     await asyncio.to_thread(atomic_write, payload_dir / f"{r}-{digest.hex()}.bin", payload)
     meta = ContributionMeta(

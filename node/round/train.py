@@ -59,8 +59,17 @@ class Worker:
     def build(cls, node: SwarmNode) -> Worker:
         """The worker of a set-up node (a cheater's `build` may take more of the node's parts)."""
         return cls(
-            node.run_id, node.hotkey, node.spec, node.corpus, node.excluded, node.model, node.trainer, node.ranked, node.device,
-            node.feedback, node.codec,
+            node.run_id,
+            node.hotkey,
+            node.spec,
+            node.corpus,
+            node.excluded,
+            node.model,
+            node.trainer,
+            node.ranked,
+            node.device,
+            node.feedback,
+            node.codec,
         )
 
     async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
@@ -74,10 +83,14 @@ class Worker:
     def train_and_compress(self, r: int, base: OuterState, deadline: float) -> tuple[float, bytes]:
         source = self.start_state(base)
         theta = source.theta.to(self.device)
-        pages = assign_pages(self.run_id, r, self.pages_of(self.hotkey), self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded)
+        pages = assign_pages(
+            self.run_id, r, self.pages_of(self.hotkey), self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded
+        )
         seed = train_seed(self.run_id, r, self.hotkey)
         if self.ranked is None:
-            loss, delta = local_delta(self.model, self.trainer, theta, self.corpus.pages(pages), self.spec.train.inner_steps, seed, deadline)
+            loss, delta = local_delta(
+                self.model, self.trainer, theta, self.corpus.pages(pages), self.spec.train.inner_steps, seed, deadline
+            )
         else:  # every rank trains on its rows of the same batches; rank 0 gets the result
             loss, trained = self.ranked.train(source.theta, pages, seed, self.spec.train.inner_steps, deadline)
             delta = theta - trained.to(self.device)

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 from node.audit.store import AuditStore
 from node.outer.contributions import ContributionPool
-from node.swarm.board import Board
 from node.round.states import Base
+from node.swarm.board import Board
 from node.verifier.scores import Scoreboard
 from node.verifier.verifier import Contribution, Verifier
 

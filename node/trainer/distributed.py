@@ -153,7 +153,9 @@ class RankedTrainer:
 
     def _call(self, name: str, *args):
         try:
-            dist.broadcast_object_list([(name, [None if isinstance(a, torch.Tensor) else a for a in args])], src=0, group=self.group.control)
+            dist.broadcast_object_list(
+                [(name, [None if isinstance(a, torch.Tensor) else a for a in args])], src=0, group=self.group.control
+            )
             return getattr(self, name)(*args)
         except Exception as e:
             raise RankFailure(f"{name} on this node's ranks failed: {e}") from e
@@ -220,8 +222,12 @@ class RankedTrainer:
         dist.broadcast(momentum, src=0, group=self.group.control)
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))  # this rank's own copy
         theta = params.from_state_dict({k: v.cpu() for k, v in full.items()})
-        record = {"rank": self.group.rank, "world": self.group.world, "round": round_,
-                  "state_hash": OuterState(theta=theta, momentum=momentum).state_hash().hex()}
+        record = {
+            "rank": self.group.rank,
+            "world": self.group.world,
+            "round": round_,
+            "state_hash": OuterState(theta=theta, momentum=momentum).state_hash().hex(),
+        }
         atomic_write(self.data_dir / "ranks" / f"rank{self.group.rank}.json", json.dumps(record).encode())
 
 
@@ -234,20 +240,20 @@ def launch(nproc: int, argv: list[str]) -> int:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
 
-    args = get_args_parser().parse_args(
-        ["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--module", "node.cli", *argv]
-    )
+    args = get_args_parser().parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--module", "node.cli", *argv])
     try:
         run(args)
     except ChildFailedError as e:
         rank, failure = e.get_first_failure()
         code = failure.exitcode
         how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        print(f"error: rank {rank} of this node (pid {failure.pid}) {how}; the node stopped. "
-              "Run it again to resume from its last checkpoint.", file=sys.stderr)
+        print(
+            f"error: rank {rank} of this node (pid {failure.pid}) {how}; the node stopped. "
+            "Run it again to resume from its last checkpoint.",
+            file=sys.stderr,
+        )
         return 1
     return 0
-
 
 
 def serve_rank(spec, config, group: RankGroup) -> int:

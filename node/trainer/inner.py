@@ -15,7 +15,8 @@ rows of each batch this rank computes (node/trainer/shard.py).
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -56,7 +57,7 @@ def sample_windows(pages: Sequence[np.ndarray], batch_size: int, seq_len: int, g
     page_idx = torch.randint(len(pages), (batch_size,), generator=gen).tolist()
     u = torch.rand((batch_size,), generator=gen, dtype=torch.float64).tolist()
     rows = []
-    for pi, ui in zip(page_idx, u):
+    for pi, ui in zip(page_idx, u, strict=True):
         page = pages[pi]
         n_off = page.shape[0] - seq_len  # valid start offsets: 0 .. n_off - 1
         off = min(int(ui * n_off), n_off - 1)
@@ -120,16 +121,27 @@ class InnerTrainer:
         if no_decay:
             groups.append({"params": no_decay, "weight_decay": 0.0})
         self.optimizer = torch.optim.AdamW(
-            groups, lr=self._lr_at(0), betas=tuple(betas), eps=eps,
+            groups,
+            lr=self._lr_at(0),
+            betas=tuple(betas),
+            eps=eps,
             fused=True if self.device.type == "cuda" else None,
         )
 
     @classmethod
-    def from_spec(cls, model: torch.nn.Module, train: "TrainSpec", device: str | torch.device | None, shard: Shard | None = None) -> "InnerTrainer":
+    def from_spec(
+        cls, model: torch.nn.Module, train: TrainSpec, device: str | torch.device | None, shard: Shard | None = None
+    ) -> InnerTrainer:
         """The run spec's inner optimizer for `model` (every node of a run uses the same one)."""
         return cls(
-            model, lr=train.lr, weight_decay=train.weight_decay, warmup_steps=train.warmup_steps,
-            batch_size=train.batch_size, seq_len=train.seq_len, device=device, shard=shard,
+            model,
+            lr=train.lr,
+            weight_decay=train.weight_decay,
+            warmup_steps=train.warmup_steps,
+            batch_size=train.batch_size,
+            seq_len=train.seq_len,
+            device=device,
+            shard=shard,
         )
 
     def _lr_at(self, step: int) -> float:

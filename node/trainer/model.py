@@ -16,8 +16,15 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 __all__ = [
-    "ModelPreset", "PRESETS", "get_preset", "llama_config", "build_model", "node_model", "recomputes_activations",
-    "param_count", "init_weights",
+    "ModelPreset",
+    "PRESETS",
+    "get_preset",
+    "llama_config",
+    "build_model",
+    "node_model",
+    "recomputes_activations",
+    "param_count",
+    "init_weights",
 ]
 
 ACTIVATION_CHECKPOINTING = ("auto", "on", "off")
@@ -53,17 +60,16 @@ class ModelPreset:
 #   base100m  ~104M  (GPU)
 #   base1b    ~0.97B (GPU)
 PRESETS: dict[str, ModelPreset] = {
-    "tiny": ModelPreset(
-        hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512, seq_len=128
-    ),
-    "small": ModelPreset(
-        hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1152, seq_len=256
-    ),
-    "base100m": ModelPreset(
-        hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4, intermediate_size=3072, seq_len=1024
-    ),
+    "tiny": ModelPreset(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512, seq_len=128),
+    "small": ModelPreset(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1152, seq_len=256),
+    "base100m": ModelPreset(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4, intermediate_size=3072, seq_len=1024),
     "base1b": ModelPreset(
-        hidden_size=2048, num_layers=16, num_heads=32, num_kv_heads=8, intermediate_size=8192, seq_len=2048,
+        hidden_size=2048,
+        num_layers=16,
+        num_heads=32,
+        num_kv_heads=8,
+        intermediate_size=8192,
+        seq_len=2048,
         rope_theta=500000.0,
     ),
 }
@@ -124,7 +130,7 @@ def init_weights(model: torch.nn.Module, seed: int) -> None:
             p.zero_()  # biases (none in the presets)
             continue
         std = INITIALIZER_RANGE
-        if name.endswith("o_proj.weight") or name.endswith("down_proj.weight"):
+        if name.endswith(("o_proj.weight", "down_proj.weight")):
             std = INITIALIZER_RANGE / math.sqrt(2 * num_layers)
         w = torch.empty(p.shape, dtype=torch.float32, device="cpu")
         w.normal_(0.0, std, generator=gen)

@@ -74,7 +74,7 @@ class Tolerances:
         return [(k, float(v)) for k, v in asdict(self).items()]
 
     @classmethod
-    def from_pairs(cls, pairs: Sequence[tuple[str, float]]) -> "Tolerances":
+    def from_pairs(cls, pairs: Sequence[tuple[str, float]]) -> Tolerances:
         values = dict(pairs)
         return cls(**{k: type(v)(values[k]) for k, v in asdict(cls()).items() if k in values})
 

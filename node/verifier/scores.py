@@ -25,10 +25,7 @@ class Scoreboard:
         return any(subject == hotkey for _, subject, _ in self._verdicts)
 
     def banned(self, hotkey: str, round_: int) -> bool:
-        return any(
-            subject == hotkey and not ok and round_ - r <= self.ban_rounds
-            for (_, subject, r), ok in self._verdicts.items()
-        )
+        return any(subject == hotkey and not ok and round_ - r <= self.ban_rounds for (_, subject, r), ok in self._verdicts.items())
 
     def score(self, hotkey: str) -> float:
         """Share of passing verdicts; 0 for a hotkey nobody has checked."""

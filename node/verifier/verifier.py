@@ -107,8 +107,15 @@ class Verifier:
         return records
 
     def _check(
-        self, r: int, base: OuterState, base_hash: bytes, subject: str, contributions: dict[str, Contribution],
-        control: list[int], control_tokens: list, memo: LossMemo,
+        self,
+        r: int,
+        base: OuterState,
+        base_hash: bytes,
+        subject: str,
+        contributions: dict[str, Contribution],
+        control: list[int],
+        control_tokens: list,
+        memo: LossMemo,
     ) -> VerificationRecord:
         s = self.settings
         mine = contributions[subject]

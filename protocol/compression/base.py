@@ -17,8 +17,9 @@ other exception, and sizes are checked before anything is allocated.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -72,9 +73,7 @@ class CodecSpec:
         if not _is_int(self.chunk):
             raise CompressionError(f"codec chunk must be an int, got {type(self.chunk).__name__}")
         if not (64 <= self.chunk <= 65536) or self.chunk & (self.chunk - 1):
-            raise CompressionError(
-                f"codec chunk must be a power of two in [64, 65536], got {self.chunk}"
-            )
+            raise CompressionError(f"codec chunk must be a power of two in [64, 65536], got {self.chunk}")
         if not _is_int(self.k):
             raise CompressionError(f"codec k must be an int, got {type(self.k).__name__}")
         if not (1 <= self.k <= self.chunk):
@@ -97,9 +96,7 @@ class Codec(Protocol):
         input gives the same bytes. Raises CompressionError for non-finite input."""
         ...
 
-    def decode(
-        self, payload: bytes, numel: int, device: torch.device | str = "cpu"
-    ) -> torch.Tensor:
+    def decode(self, payload: bytes, numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """Decompress into a 1-D float32 tensor of length ``numel`` on ``device``.
 
         A pure function of (spec, payload, numel). Any malformed payload raises

@@ -86,7 +86,7 @@ def unpack_fixed(buf: bytes | memoryview | np.ndarray, bits: int, count: int, of
         fields = (raw.astype(np.int64)[:, None] >> shifts) & ((1 << bits) - 1)
         return fields.reshape(-1)[:count]
     matrix = np.unpackbits(raw, bitorder="little", count=count * bits).reshape(count, bits)
-    weights = (np.int64(1) << np.arange(bits, dtype=np.int64))
+    weights = np.int64(1) << np.arange(bits, dtype=np.int64)
     return matrix.astype(np.int64) @ weights
 
 

@@ -64,9 +64,7 @@ class DenseFP16Codec(NamedCodec):
         if h_numel != numel:
             raise CompressionError(f"header numel {h_numel} does not match the expected {numel}")
         if len(payload) != self.max_payload_bytes(numel):
-            raise CompressionError(
-                f"payload length {len(payload)} does not match the expected {self.max_payload_bytes(numel)}"
-            )
+            raise CompressionError(f"payload length {len(payload)} does not match the expected {self.max_payload_bytes(numel)}")
         half = np.frombuffer(payload, dtype="<f2", count=numel, offset=DENSE_HEADER_BYTES)
         if not np.isfinite(half).all():
             bad = int(np.flatnonzero(~np.isfinite(half))[0])

@@ -13,7 +13,8 @@ lives on the device of the latest ``delta``; it starts as zeros.
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -39,9 +40,7 @@ class ErrorFeedback:
         if not isinstance(delta, torch.Tensor):
             raise TypeError(f"delta must be a torch.Tensor, got {type(delta).__name__}")
         if delta.dim() != 1 or not delta.dtype.is_floating_point:
-            raise ValueError(
-                f"delta must be a 1-D floating point tensor, got {delta.dtype} {tuple(delta.shape)}"
-            )
+            raise ValueError(f"delta must be a 1-D floating point tensor, got {delta.dtype} {tuple(delta.shape)}")
         beta = float(beta)
         if not (math.isfinite(beta) and 0.0 <= beta <= 1.0):
             raise ValueError(f"beta must be in [0, 1], got {beta}")
@@ -51,9 +50,7 @@ class ErrorFeedback:
             if old is None:
                 e = d.clone()
             elif old.numel() != d.numel():
-                raise ValueError(
-                    f"delta has {d.numel()} elements, the residual has {old.numel()}"
-                )
+                raise ValueError(f"delta has {d.numel()} elements, the residual has {old.numel()}")
             else:
                 # Out of place: if encoding fails (e.g. a non-finite delta)
                 # the stored residual is left as it was.

@@ -33,9 +33,7 @@ def levels_per_group(value_bits: int) -> int:
     return 1 if value_bits == 1 else 2
 
 
-def quantize(
-    values: np.ndarray, group_of: np.ndarray, ngroups: int, value_bits: int
-) -> tuple[np.ndarray, np.ndarray]:
+def quantize(values: np.ndarray, group_of: np.ndarray, ngroups: int, value_bits: int) -> tuple[np.ndarray, np.ndarray]:
     """(codes int64 [S], levels float16 [ngroups, L]) for float32 ``values``
     whose scale group is ``group_of`` (non-decreasing ints < ngroups)."""
     v = np.asarray(values, dtype=np.float32)

@@ -156,10 +156,7 @@ class _SparseBase(NamedCodec):
 
     def __repr__(self) -> str:
         s = self._spec
-        return (
-            f"{type(self).__name__}(chunk={s.chunk}, k={s.k}, value_bits={s.value_bits}, "
-            f"scale_group={s.scale_group})"
-        )
+        return f"{type(self).__name__}(chunk={s.chunk}, k={s.k}, value_bits={s.value_bits}, scale_group={s.scale_group})"
 
     def selected_count(self, numel: int) -> int:
         return _Layout(self._spec, check_numel(numel), self.padded).count
@@ -195,9 +192,7 @@ class _SparseBase(NamedCodec):
     def _check_header(self, payload: bytes, numel: int) -> None:
         s = self._spec
         if len(payload) < SPARSE_HEADER_BYTES:
-            raise CompressionError(
-                f"payload too short for the {self.name} header: {len(payload)} bytes, need {SPARSE_HEADER_BYTES}"
-            )
+            raise CompressionError(f"payload too short for the {self.name} header: {len(payload)} bytes, need {SPARSE_HEADER_BYTES}")
         magic, version, chunk, k, vbits, group, h_numel = _HEADER.unpack_from(payload, 0)
         if magic != self.magic:
             raise CompressionError(f"bad magic {magic!r}, expected {self.magic!r}")
@@ -213,9 +208,7 @@ class _SparseBase(NamedCodec):
             if got != want:
                 raise CompressionError(f"header {label} {got} does not match the expected {want}")
 
-    def _assemble(
-        self, lay: _Layout, chunk_of: np.ndarray, idx: np.ndarray, codes: np.ndarray, levels: np.ndarray, device
-    ) -> torch.Tensor:
+    def _assemble(self, lay: _Layout, chunk_of: np.ndarray, idx: np.ndarray, codes: np.ndarray, levels: np.ndarray, device) -> torch.Tensor:
         s = self._spec
         if self.padded:
             out = torch.zeros(lay.nchunks * s.chunk, dtype=torch.float32)
@@ -258,9 +251,7 @@ class SparseLoCoCodec(_SparseBase):
         self._check_header(payload, numel)
         expected = self.max_payload_bytes(numel)
         if len(payload) != expected:
-            raise CompressionError(
-                f"payload length {len(payload)} does not match the expected {expected} bytes for numel={numel}"
-            )
+            raise CompressionError(f"payload length {len(payload)} does not match the expected {expected} bytes for numel={numel}")
         s = self._spec
         lay = _Layout(s, numel, self.padded)
         off = SPARSE_HEADER_BYTES

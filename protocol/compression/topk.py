@@ -124,9 +124,7 @@ class TopKCodec(NamedCodec):
 
     # ----------------------------------------------------------------- decode
 
-    def decode(
-        self, payload: bytes, numel: int, device: torch.device | str = "cpu"
-    ) -> torch.Tensor:
+    def decode(self, payload: bytes, numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
         numel = check_numel(numel)
         if isinstance(payload, (bytearray, memoryview)):
             payload = bytes(payload)
@@ -136,9 +134,7 @@ class TopKCodec(NamedCodec):
         expected = self.max_payload_bytes(numel)
         size = len(payload)
         if size < TOPK_HEADER_BYTES:
-            raise CompressionError(
-                f"payload too short for the topk header: {size} bytes, need {TOPK_HEADER_BYTES}"
-            )
+            raise CompressionError(f"payload too short for the topk header: {size} bytes, need {TOPK_HEADER_BYTES}")
         magic, version, h_chunk, h_k, h_numel = _HEADER.unpack_from(payload, 0)
         if magic != TOPK_MAGIC:
             raise CompressionError(f"bad magic {magic!r}, expected {TOPK_MAGIC!r}")
@@ -152,16 +148,13 @@ class TopKCodec(NamedCodec):
             raise CompressionError(f"header numel {h_numel} does not match expected numel {numel}")
         if size != expected:
             raise CompressionError(
-                f"payload length {size} does not match the expected {expected} bytes "
-                f"for numel={numel}, chunk={chunk}, k={k}"
+                f"payload length {size} does not match the expected {expected} bytes for numel={numel}, chunk={chunk}, k={k}"
             )
 
         full, rem = divmod(numel, chunk)
         count = full * k + min(k, rem)
         idx = np.frombuffer(payload, dtype="<u2", count=count, offset=TOPK_HEADER_BYTES)
-        vals = np.frombuffer(
-            payload, dtype="<f2", count=count, offset=TOPK_HEADER_BYTES + 2 * count
-        )
+        vals = np.frombuffer(payload, dtype="<f2", count=count, offset=TOPK_HEADER_BYTES + 2 * count)
         if not np.isfinite(vals).all():
             bad = int(np.flatnonzero(~np.isfinite(vals))[0])
             raise CompressionError(f"value {bad} is not finite ({vals[bad]})")
@@ -177,17 +170,14 @@ class TopKCodec(NamedCodec):
                 bad_rows = (np.diff(head, axis=1) <= 0).any(axis=1)
                 if bad_rows.any():
                     row = int(np.flatnonzero(bad_rows)[0])
-                    raise CompressionError(
-                        f"chunk {row}: indices are not strictly increasing"
-                    )
+                    raise CompressionError(f"chunk {row}: indices are not strictly increasing")
             head += (np.arange(full, dtype=np.int64) * chunk)[:, None]
             positions.append(head.reshape(-1))
         if rem:
             tail = idx64[full * k :]
             if (tail >= rem).any():
                 raise CompressionError(
-                    f"chunk {full} (last, {rem} real elements): index out of range "
-                    f"(must be < {rem}; padding is never selected)"
+                    f"chunk {full} (last, {rem} real elements): index out of range (must be < {rem}; padding is never selected)"
                 )
             if tail.size > 1 and (np.diff(tail) <= 0).any():
                 raise CompressionError(f"chunk {full} (last): indices are not strictly increasing")
@@ -244,9 +234,7 @@ def select_topk(x: torch.Tensor, chunk: int, k: int) -> tuple[torch.Tensor, torc
     )
 
 
-def _select(
-    rows: torch.Tensor, k: int, low: torch.Tensor, key: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def _select(rows: torch.Tensor, k: int, low: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per row of ``rows`` (float32, contiguous), the ``k`` entries with the
     largest key (|x| bits, then lower index), as (sorted indices int32, values).
     ``key`` is int64 scratch of the same shape as ``rows`` (reused across

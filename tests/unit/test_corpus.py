@@ -6,6 +6,7 @@ import time
 import numpy as np
 import pytest
 
+from node.data.build import build_corpus_from_files, build_stdlib_corpus, stdlib_files
 from node.data.corpus import (
     FILE_SEPARATOR,
     Corpus,
@@ -15,7 +16,6 @@ from node.data.corpus import (
     CorpusNotFoundError,
     load_corpus,
 )
-from node.data.build import build_corpus_from_files, build_stdlib_corpus, stdlib_files
 from tests.support.corpora import write_files
 
 PT = 64

@@ -22,7 +22,9 @@ def imported_packages(package: str) -> dict[str, set[str]]:
     return found
 
 
-@pytest.mark.parametrize("package, forbidden", [("protocol", {"node", "bootstrap", "devnet"}), ("node", {"devnet"}), ("bootstrap", {"devnet"})])
+@pytest.mark.parametrize(
+    ("package", "forbidden"), [("protocol", {"node", "bootstrap", "devnet"}), ("node", {"devnet"}), ("bootstrap", {"devnet"})]
+)
 def test_imports_point_one_way(package, forbidden):
     offenders = {path: names & forbidden for path, names in imported_packages(package).items() if names & forbidden}
     assert not offenders

@@ -50,11 +50,15 @@ class Pool:
 
 
 def meta(hotkey: str, digest: bytes) -> ContributionMeta:
-    return ContributionMeta(run_id=b"r" * 32, round=0, hotkey=hotkey, peer_id=b"p", digest=digest, nbytes=1, codec="topk", base_state_hash=b"b" * 32)
+    return ContributionMeta(
+        run_id=b"r" * 32, round=0, hotkey=hotkey, peer_id=b"p", digest=digest, nbytes=1, codec="topk", base_state_hash=b"b" * 32
+    )
 
 
 def manifest_of(entries, base_hash=b"b" * 32, result=b"x" * 32) -> RoundManifest:
-    return RoundManifest(run_id=b"r" * 32, round=0, hotkey="signer", base_state_hash=base_hash, entries=tuple(entries), result_state_hash=result)
+    return RoundManifest(
+        run_id=b"r" * 32, round=0, hotkey="signer", base_state_hash=base_hash, entries=tuple(entries), result_state_hash=result
+    )
 
 
 def test_apply_uses_exactly_the_named_payloads_and_fetches_what_differs():

@@ -6,7 +6,9 @@ from node.round.report import RoundReport, read_reports
 
 
 def test_a_report_reads_back_as_written_and_leaves_out_what_the_round_did_not_have(tmp_path):
-    trained = RoundReport(round=3, hotkey="h", t_start=1.0, train_loss=2.5, inner_steps=40, verdicts=[(2, "s", "pass")], dht_rejections={"unregistered": 2})
+    trained = RoundReport(
+        round=3, hotkey="h", t_start=1.0, train_loss=2.5, inner_steps=40, verdicts=[(2, "s", "pass")], dht_rejections={"unregistered": 2}
+    )
     idle = RoundReport(round=4, hotkey="h", t_start=2.0)
     path = tmp_path / "rounds.jsonl"
     trained.append_to(path)

@@ -47,10 +47,16 @@ def board_with(swarm: Swarm, announcements: list[StateAnnouncement]):
 def test_the_signed_state_is_taken_from_the_first_honest_holder():
     good = OuterState.fresh(torch.arange(NUMEL, dtype=torch.float32))
     forged = OuterState.fresh(torch.zeros(NUMEL))
-    manifest = RoundManifest(run_id=b"r" * 32, round=4, hotkey="signer", base_state_hash=b"b" * 32, entries=(), result_state_hash=good.state_hash())
+    manifest = RoundManifest(
+        run_id=b"r" * 32, round=4, hotkey="signer", base_state_hash=b"b" * 32, entries=(), result_state_hash=good.state_hash()
+    )
     swarm = Swarm({b"liar": serialize_state(forged, 5), b"honest": serialize_state(good, 5), b"me": b""}, signer_peer=b"gone")
-    found = [announcement(b"liar", good.state_hash()), announcement(b"me", good.state_hash()), announcement(b"honest", good.state_hash()),
-             announcement(b"other", b"\x01" * 32)]
+    found = [
+        announcement(b"liar", good.state_hash()),
+        announcement(b"me", good.state_hash()),
+        announcement(b"honest", good.state_hash()),
+        announcement(b"other", b"\x01" * 32),
+    ]
     state = asyncio.run(fetch_signed_state(board_with(swarm, found), manifest, NUMEL, deadline=time.time() + 5))
     assert state is not None and state.state_hash() == good.state_hash()
     assert swarm.asked == [b"gone", b"liar", b"honest"]  # the signer first; never ourselves, nor a holder of another state
