@@ -19,6 +19,7 @@ from hivemind.utils.serializer import MSGPackSerializer
 
 from node.chain import ChainError, ChainView
 from protocol import signing, wire
+from protocol.lifetimes import MAX_RECORD_TTL
 from protocol.messages import (
     ContributionMeta,
     PeerBinding,
@@ -28,7 +29,6 @@ from protocol.messages import (
 )
 from protocol.wire import ProtocolError, Rejection, rejection_of
 
-MAX_RECORD_TTL = 3600.0  # nobody may pin a record in our DHT for longer
 # The largest wire message we store (a manifest) plus msgpack framing: checked before any decoding.
 MAX_RECORD_VALUE_BYTES = (
     max(wire.max_bytes_of(t) for t in (PeerBinding, ContributionMeta, RoundManifest, StateAnnouncement, VerificationRecord)) + 16

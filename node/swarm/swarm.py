@@ -34,6 +34,7 @@ from node.chain import ChainView
 from node.swarm import push, records, transfer
 from node.swarm.binding import ChainBindings
 from protocol import signing, wire
+from protocol.lifetimes import MAX_RECORD_TTL
 from protocol.wire import ProtocolError, Rejection
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class Swarm:
         task = asyncio.create_task(self._push(msg), name="record-push")
         self._pushes.add(task)
         task.add_done_callback(self._pushes.discard)
-        expires_at = min(expires_at, get_dht_time() + records.MAX_RECORD_TTL - 60)
+        expires_at = min(expires_at, get_dht_time() + MAX_RECORD_TTL - 60)
         return bool(
             await self.dht.store(
                 records.key_for(msg),
