@@ -40,6 +40,8 @@ are :class:`ChainUnavailable` and retried with backoff while the last good
 answer is served; refusals by the chain are :class:`ChainError`. The
 metagraph, weights and commitments are reused for their refresh windows
 (:class:`~node.chain.policy.RefreshWindows`); the block height is always read.
+The SDK client, its fork safety, that mapping of failures and the guard are
+the adapter's :class:`~node.chain.bittensor_link.SubtensorLink`.
 
 Tests run it against an in-memory fake ``substrate`` (the SDK's own seam,
 ``bt.Subtensor(..., substrate=...)``), so the SDK's read decoding, weight
@@ -54,14 +56,12 @@ when this module is: dev-chain nodes never pay for it.
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from node.chain.bittensor_codec import neurons_from_metagraph, raw_commitment_bytes, raw_fields
-from node.chain.guard import ChainGuard
+from node.chain.bittensor_link import SubtensorLink
 from node.chain.policy import RefreshWindows, RetryPolicy
-from node.chain.view import ChainError, ChainHealth, ChainUnavailable, Neuron, commitment_bytes, quantize_weights
+from node.chain.view import ChainError, ChainHealth, Neuron, commitment_bytes, quantize_weights
 
 if TYPE_CHECKING:
     import bittensor as bt
@@ -94,15 +94,9 @@ class BittensorChain:
         self._network = network
         self._netuid = netuid
         self._substrate = substrate
-        self._subtensor = self._new_subtensor()
-        self._connect_lock = threading.Lock()
-        self._block_lock = threading.Lock()
-        self._highest_block = 0
-        # Clients whose loop thread did not survive a fork; see _forked.
-        self._left_behind: list[bt.Subtensor] = []
         refresh = refresh or RefreshWindows()
         windows = {"metagraph": refresh.neurons, "weights": refresh.weights, "commitments": refresh.commitments}
-        self._guard = ChainGuard(repr(self), policy, fresh_for=windows, after_fork=self._forked)
+        self._link = SubtensorLink(network, netuid, label=repr(self), substrate=substrate, policy=policy, fresh_for=windows)
 
     def __repr__(self) -> str:
         return f"BittensorChain(network={self._network!r}, netuid={self._netuid})"
@@ -117,16 +111,13 @@ class BittensorChain:
     @property
     def block_time(self) -> float:
         """Seconds per block: a chain read (the SDK caches it after the first)."""
-        return self._read("block time", lambda sdk: float(sdk.block_time()))
+        return self._link.read("block time", lambda sdk: float(sdk.block_time()))
 
     def block(self) -> int:
-        block = self._read("block height", lambda sdk: int(sdk.block))
-        with self._block_lock:
-            self._highest_block = max(self._highest_block, block)
-            return self._highest_block
+        return self._link.block()
 
     def neurons(self) -> list[Neuron]:
-        return list(self._read("metagraph", self._fetch_neurons))
+        return list(self._link.read("metagraph", lambda sdk: _fetch_neurons(sdk, self._network, self._netuid)))
 
     def neuron(self, hotkey: str) -> Neuron | None:
         return next((n for n in self.neurons() if n.hotkey == hotkey), None)
@@ -136,7 +127,7 @@ class BittensorChain:
         intent = self._bt.SetWeights(netuid=self._netuid, uids=list(uids), weights=list(weights))
 
         def submit() -> None:
-            result = self._submit("set weights", lambda sdk: sdk.execute(intent, keypair, retries=2))
+            result = self._link.submit("set weights", lambda sdk: sdk.execute(intent, keypair, retries=2))
             reveal_round = result.data.get("reveal_round")
             if reveal_round is not None:
                 log.info(
@@ -145,108 +136,49 @@ class BittensorChain:
                     reveal_round,
                 )
 
-        self._guard.write(f"set weights for {keypair.ss58_address}", submit)
+        self._link.write(f"set weights for {keypair.ss58_address}", submit)
 
     def weights(self) -> dict[int, dict[int, float]]:
-        rows = self._read("weights", self._fetch_weights)
+        rows = self._link.read("weights", lambda sdk: _fetch_weights(sdk, self._netuid))
         return {validator: dict(row) for validator, row in rows.items()}
 
     def set_commitment(self, keypair: Keypair, data: bytes) -> None:
         call = self._bt.calls.Commitments.set_commitment(netuid=self._netuid, info={"fields": raw_fields(commitment_bytes(data))})
-        self._guard.write(
+        self._link.write(
             f"set the commitment of {keypair.ss58_address}",
-            lambda: self._submit("set a commitment", lambda sdk: sdk.submit_call(call, keypair, signer="hotkey")),
+            lambda: self._link.submit("set a commitment", lambda sdk: sdk.submit_call(call, keypair, signer="hotkey")),
         )
 
     def commitments(self) -> dict[str, bytes]:
-        return dict(self._read("commitments", self._fetch_commitments))
+        return dict(self._link.read("commitments", lambda sdk: _fetch_commitments(sdk, self._netuid)))
 
     def health(self) -> ChainHealth:
-        return self._guard.health()
+        return self._link.health()
 
-    # Chain access ------------------------------------------------------------
 
-    def _fetch_neurons(self, sdk: bt.Subtensor) -> tuple[Neuron, ...]:
-        graph = sdk.subnets.metagraph(self._netuid, commitments=False)
-        if graph is None:
-            raise ChainError(f"subnet {self._netuid} does not exist on {self._network}")
-        return tuple(neurons_from_metagraph(graph.neurons, self._fetch_weights(sdk)))
+# Chain reads -----------------------------------------------------------------
 
-    def _fetch_weights(self, sdk: bt.Subtensor) -> dict[int, dict[int, float]]:
-        rows = sdk.weights.weights(self._netuid)
-        return {int(validator): {int(uid): float(w) for uid, w in row.items()} for validator, row in rows.items()}
 
-    def _fetch_commitments(self, sdk: bt.Subtensor) -> dict[str, bytes]:
-        out: dict[str, bytes] = {}
-        for hotkey, entry in sdk.subnets.commitments(self._netuid).items():
-            # Deregistered hotkeys have no voice; sealed (timelocked) payloads
-            # are not something a gradswarm node publishes.
-            if entry.uid is None or entry.encrypted:
-                continue
-            data = raw_commitment_bytes(entry.fields)
-            if data is not None:
-                out[str(hotkey)] = data
-        return out
+def _fetch_neurons(sdk: bt.Subtensor, network: str, netuid: int) -> tuple[Neuron, ...]:
+    graph = sdk.subnets.metagraph(netuid, commitments=False)
+    if graph is None:
+        raise ChainError(f"subnet {netuid} does not exist on {network}")
+    return tuple(neurons_from_metagraph(graph.neurons, _fetch_weights(sdk, netuid)))
 
-    def _read(self, what: str, fetch: Callable[[bt.Subtensor], Any]) -> Any:
-        """``fetch(sdk)`` through the guard. A read that fails in any way is an
-        outage, served from the last answer: the chain's answers are untrusted
-        input, and one the SDK cannot decode (say, mid runtime upgrade) must
-        not take the node down. A missing subnet is a definitive answer."""
 
-        def guarded() -> Any:
-            try:
-                return fetch(self._sdk())
-            except ChainError:
-                raise
-            except Exception as e:
-                raise ChainUnavailable(f"could not read {what}: {type(e).__name__}: {e}") from e
+def _fetch_weights(sdk: bt.Subtensor, netuid: int) -> dict[int, dict[int, float]]:
+    rows = sdk.weights.weights(netuid)
+    return {int(validator): {int(uid): float(w) for uid, w in row.items()} for validator, row in rows.items()}
 
-        return self._guard.read(what, guarded)
 
-    def _submit(self, what: str, send: Callable[[bt.Subtensor], Any]) -> Any:
-        """Run a write; its ExtrinsicResult if the chain accepted it."""
-        try:
-            result = send(self._sdk())
-        except ChainError:
-            raise
-        except Exception as e:
-            kind = ChainUnavailable if self._unreachable(e) else ChainError
-            raise kind(f"could not {what} on {self._network} netuid {self._netuid}: {e}") from e
-        if not result.success:
-            raise ChainError(f"the chain refused to {what} on {self._network} netuid {self._netuid}: {result.message}")
-        return result
-
-    def _unreachable(self, error: BaseException | None) -> bool:
-        """Whether ``error``, or what it was explicitly raised from, means the
-        chain was not reached (the SDK wraps a dropped connection during a
-        submission in its ChainError, ``from`` the connection error)."""
-        seen: set[int] = set()
-        while error is not None and id(error) not in seen:
-            seen.add(id(error))
-            if isinstance(error, (self._bt.RpcConnectionError, self._bt.ConnectionNotReady, OSError, TimeoutError)):
-                return True
-            error = error.__cause__
-        return False
-
-    def _sdk(self) -> bt.Subtensor:
-        """The connected client. Connecting is serialized: two threads making
-        the first call at once would otherwise each open a connection."""
-        with self._connect_lock:
-            self._subtensor.connect()
-        return self._subtensor
-
-    def _new_subtensor(self) -> bt.Subtensor:
-        try:
-            return self._bt.Subtensor(network=self._network, substrate=self._substrate)
-        except ValueError as e:  # an unknown network name
-            raise ChainError(str(e)) from e
-
-    def _forked(self) -> None:
-        """In a forked child: the client's event-loop thread stayed in the
-        parent, so start a fresh client. The old one is kept, not garbage
-        collected: its finalizer would wait out a close on the dead loop."""
-        self._left_behind.append(self._subtensor)
-        self._subtensor = self._new_subtensor()
-        self._connect_lock = threading.Lock()
-        self._block_lock = threading.Lock()
+def _fetch_commitments(sdk: bt.Subtensor, netuid: int) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for hotkey, entry in sdk.subnets.commitments(netuid).items():
+        # Deregistered hotkeys have no voice; sealed (timelocked) payloads
+        # are not something a gradswarm node publishes.
+        if entry.uid is None or entry.encrypted:
+            continue
+        data = raw_commitment_bytes(entry.fields)
+        if data is not None:
+            out[str(hotkey)] = data
+    return out

@@ -6,8 +6,9 @@ on from a real subnet: only registered hotkeys act, only the top stakers hold
 validator permits, weights are quantized as Bittensor does, commitments are
 size-bounded. Several processes may share the file: every call opens its own
 short-lived connection, writes run in ``BEGIN IMMEDIATE`` transactions, and the
-file is in WAL mode, so readers never block on writers. The schema and the
-queries are in :mod:`node.chain.devfile`.
+file is in WAL mode, so readers never block on writers. The schema, the
+queries and the transactions they run in are in :mod:`node.chain.devfile`: a
+DevChain is a :class:`~node.chain.devfile.DevFile` with a ChainView on it.
 
 A real subnet computes incentive with Yuma consensus once per epoch; the dev
 chain has no epochs and reports, on every read, the stake-weighted share of
@@ -36,28 +37,19 @@ from __future__ import annotations
 import math
 import operator
 import secrets
-import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
 
 from bittensor.sp_core import Keypair
 
 from node.chain import devfile
+from node.chain.devfile import DevFile
 from node.chain.guard import ChainGuard
 from node.chain.policy import RefreshWindows, RetryPolicy
-from node.chain.view import ChainError, ChainHealth, ChainUnavailable, Neuron, commitment_bytes, quantize_weights
-
-# Writers queue behind each other; a demo with dozens of nodes must not see
-# "database is locked" under normal contention.
-_BUSY_TIMEOUT_S = 30.0
-
-T = TypeVar("T")
+from node.chain.view import ChainError, ChainHealth, Neuron, commitment_bytes, quantize_weights
 
 
-class DevChain:
+class DevChain(DevFile):
     """A local subnet in a sqlite file; see the module docstring.
 
     The object holds only the file's path, the chain's immutable parameters
@@ -67,25 +59,10 @@ class DevChain:
     """
 
     def __init__(self, path: str | Path, *, policy: RetryPolicy | None = None, refresh: RefreshWindows | None = None) -> None:
-        self._path = Path(path).resolve()
-        # mode=rw: opening a missing path must fail, not create an empty chain.
-        self._uri = self._path.as_uri() + "?mode=rw"
-        try:
-            row = self._query(devfile.header)
-        except ChainError as e:
-            raise ChainError(f"{self._path} is not a readable dev chain: {e}") from e
-        if row is None or row[0] != devfile.FORMAT:
-            raise ChainError(f"{self._path} is not a {devfile.FORMAT} file")
-        _, self._genesis_time, self._block_time, self._max_validators, self._netuid = row
+        super().__init__(path)
         refresh = refresh or RefreshWindows()
         windows = {"neurons": refresh.neurons, "weights": refresh.weights, "commitments": refresh.commitments}
         self._guard = ChainGuard(repr(self), policy, fresh_for=windows)
-
-    def __reduce__(self) -> tuple[type[DevChain], tuple[str]]:
-        return (DevChain, (str(self._path),))
-
-    def __repr__(self) -> str:
-        return f"DevChain({str(self._path)!r})"
 
     @classmethod
     def create(
@@ -108,24 +85,6 @@ class DevChain:
         devfile.create(path, genesis_time=time.time(), block_time=block_time, max_validators=max_validators, netuid=netuid)
         return cls(path)
 
-    @property
-    def path(self) -> Path:
-        return self._path
-
-    @property
-    def genesis_time(self) -> float:
-        """Unix time of block 0; round schedules are anchored on it."""
-        return self._genesis_time
-
-    @property
-    def block_time(self) -> float:
-        """Seconds per block."""
-        return self._block_time
-
-    @property
-    def netuid(self) -> int:
-        return self._netuid
-
     # ChainView -------------------------------------------------------------
 
     def block(self) -> int:
@@ -133,7 +92,7 @@ class DevChain:
         return max(0, math.floor((time.time() - self._genesis_time) / self._block_time))
 
     def neurons(self) -> list[Neuron]:
-        return list(self._guard.read("neurons", lambda: self._query(devfile.neurons, self._max_validators)))
+        return list(self._guard.read("neurons", lambda: self.query(devfile.neurons, self._max_validators)))
 
     def neuron(self, hotkey: str) -> Neuron | None:
         return next((n for n in self.neurons() if n.hotkey == hotkey), None)
@@ -143,20 +102,20 @@ class DevChain:
         uids, values = quantize_weights(uids, weights)
         self._guard.write(
             f"set weights for {hotkey}",
-            lambda: self._query(devfile.set_weights, hotkey, uids, values, self._max_validators, write=True),
+            lambda: self.query(devfile.set_weights, hotkey, uids, values, self._max_validators, write=True),
         )
 
     def weights(self) -> dict[int, dict[int, float]]:
-        rows = self._guard.read("weights", lambda: self._query(devfile.weights))
+        rows = self._guard.read("weights", lambda: self.query(devfile.weights))
         return {validator: dict(row) for validator, row in rows.items()}
 
     def set_commitment(self, keypair: Keypair, data: bytes) -> None:
         data = commitment_bytes(data)
         hotkey = _signing_hotkey(keypair)
-        self._guard.write(f"set the commitment of {hotkey}", lambda: self._query(devfile.set_commitment, hotkey, data, write=True))
+        self._guard.write(f"set the commitment of {hotkey}", lambda: self.query(devfile.set_commitment, hotkey, data, write=True))
 
     def commitments(self) -> dict[str, bytes]:
-        return dict(self._guard.read("commitments", lambda: self._query(devfile.commitments)))
+        return dict(self._guard.read("commitments", lambda: self.query(devfile.commitments)))
 
     def health(self) -> ChainHealth:
         return self._guard.health()
@@ -171,7 +130,7 @@ class DevChain:
         uids under two spellings.
         """
         _check_address(hotkey)
-        uid = self._query(devfile.register, hotkey, write=True)
+        uid = self.query(devfile.register, hotkey, write=True)
         self._guard.invalidate()
         return uid
 
@@ -181,45 +140,8 @@ class DevChain:
             raise ChainError(f"stake amount must be a number, got {type(amount).__name__}")
         if not (math.isfinite(amount) and amount > 0):
             raise ChainError(f"stake amount must be finite and > 0, got {amount!r}")
-        self._query(devfile.add_stake, hotkey, float(amount), write=True)
+        self.query(devfile.add_stake, hotkey, float(amount), write=True)
         self._guard.invalidate()
-
-    # Internals -----------------------------------------------------------------
-
-    def _query(self, query: Callable[..., T], *args: Any, write: bool = False) -> T:
-        """``query(conn, *args)`` in a transaction of its own."""
-        with self._transaction(write=write) as conn:
-            return query(conn, *args)
-
-    @contextmanager
-    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        """One connection, one transaction; sqlite failures surface as ChainError.
-
-        Writes take the write lock up front (``BEGIN IMMEDIATE``) so that a
-        read-then-write such as uid assignment cannot interleave with another
-        process's. Operational failures (a file that is locked past the busy
-        timeout, missing or unreadable) are this chain's outages:
-        :class:`ChainUnavailable`.
-        """
-        try:
-            conn = sqlite3.connect(self._uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-        except sqlite3.Error as e:
-            raise ChainUnavailable(f"cannot open dev chain {self._path}: {e}") from e
-        try:
-            conn.execute("PRAGMA foreign_keys = ON")
-            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.OperationalError as e:
-            raise ChainUnavailable(f"dev chain {self._path}: {e}") from e
-        except sqlite3.Error as e:
-            raise ChainError(f"dev chain {self._path}: {e}") from e
-        finally:
-            conn.close()
 
 
 def _check_address(hotkey: str) -> None:

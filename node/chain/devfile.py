@@ -1,7 +1,8 @@
-"""The dev chain's sqlite file: its schema, how one is made, and every query
-:class:`~node.chain.devchain.DevChain` runs on it.
+"""The dev chain's sqlite file: its schema, how one is made, the open file
+(:class:`DevFile`: its path, the parameters fixed at genesis, transactions on
+it), and every query :class:`~node.chain.devchain.DevChain` runs on it.
 
-Each query takes an open connection inside the transaction DevChain opened
+Each query takes an open connection inside the transaction DevFile opened
 for it, so a read-then-write (uid assignment, a permit check before a weight
 row) cannot interleave with another process's. Refusals raise ChainError.
 """
@@ -12,12 +13,21 @@ import dataclasses
 import os
 import secrets
 import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
-from node.chain.view import ChainError, Neuron, received_weights
+from node.chain.view import ChainError, ChainUnavailable, Neuron, received_weights
 
 # Bumped whenever the schema changes, so an old file fails clearly.
 FORMAT = "gradswarm-devchain/1"
+
+# Writers queue behind each other; a demo with dozens of nodes must not see
+# "database is locked" under normal contention.
+_BUSY_TIMEOUT_S = 30.0
+
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE chain (
@@ -79,6 +89,85 @@ def create(path: Path, *, genesis_time: float, block_time: float, max_validators
 def header(conn: sqlite3.Connection) -> tuple[str, float, float, int, int] | None:
     """(format, genesis_time, block_time, max_validators, netuid), or None in an empty file."""
     return conn.execute("SELECT format, genesis_time, block_time, max_validators, netuid FROM chain").fetchone()
+
+
+class DevFile:
+    """An existing dev chain file, opened afresh for every transaction.
+
+    It holds only the path and the parameters fixed at genesis, so it pickles
+    as its path and stays valid after ``fork``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._path = Path(path).resolve()
+        # mode=rw: opening a missing path must fail, not create an empty chain.
+        self._uri = self._path.as_uri() + "?mode=rw"
+        try:
+            row = self.query(header)
+        except ChainError as e:
+            raise ChainError(f"{self._path} is not a readable dev chain: {e}") from e
+        if row is None or row[0] != FORMAT:
+            raise ChainError(f"{self._path} is not a {FORMAT} file")
+        _, self._genesis_time, self._block_time, self._max_validators, self._netuid = row
+
+    def __reduce__(self) -> tuple[type[DevFile], tuple[str]]:
+        return (type(self), (str(self._path),))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self._path)!r})"
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    @property
+    def genesis_time(self) -> float:
+        """Unix time of block 0; round schedules are anchored on it."""
+        return self._genesis_time
+
+    @property
+    def block_time(self) -> float:
+        """Seconds per block."""
+        return self._block_time
+
+    @property
+    def netuid(self) -> int:
+        return self._netuid
+
+    def query(self, query: Callable[..., T], *args: Any, write: bool = False) -> T:
+        """``query(conn, *args)`` in a transaction of its own."""
+        with self._transaction(write=write) as conn:
+            return query(conn, *args)
+
+    @contextmanager
+    def _transaction(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        """One connection, one transaction; sqlite failures surface as ChainError.
+
+        Writes take the write lock up front (``BEGIN IMMEDIATE``) so that a
+        read-then-write such as uid assignment cannot interleave with another
+        process's. Operational failures (a file that is locked past the busy
+        timeout, missing or unreadable) are this chain's outages:
+        :class:`ChainUnavailable`.
+        """
+        try:
+            conn = sqlite3.connect(self._uri, uri=True, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as e:
+            raise ChainUnavailable(f"cannot open dev chain {self._path}: {e}") from e
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError as e:
+            raise ChainUnavailable(f"dev chain {self._path}: {e}") from e
+        except sqlite3.Error as e:
+            raise ChainError(f"dev chain {self._path}: {e}") from e
+        finally:
+            conn.close()
 
 
 # Reads -----------------------------------------------------------------------

@@ -30,6 +30,12 @@ each chain implementation routes its calls through one :class:`ChainGuard`:
 Only :class:`ChainUnavailable` counts as an outage: a definitive refusal
 (unregistered hotkey, missing subnet) is an answer and propagates.
 
+A guard is two sides over one shared state: the reads are a
+:class:`~node.chain.readcache.ReadCache`, the writes a
+:class:`~node.chain.writequeue.WriteQueue`, and both see the chain's
+reachability, the count of writes let through and one lock and clock in an
+:class:`~node.chain.outage.Outage`.
+
 Threads and locks do not survive ``fork`` (hivemind forks its DHT process
 with the node's ChainView inside the record validator), so a forked child
 starts with fresh locks, no queued writes and, through ``after_fork``, a fresh
@@ -38,19 +44,16 @@ connection; it keeps the cached answers, as a cache of its own from then on.
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-import time
 import weakref
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from node.chain.inflight import Fetch
+from node.chain.outage import Outage
 from node.chain.policy import RetryPolicy
-from node.chain.view import ChainError, ChainHealth, ChainUnavailable
-
-log = logging.getLogger(__name__)
+from node.chain.readcache import ReadCache
+from node.chain.view import ChainHealth
+from node.chain.writequeue import WriteQueue
 
 T = TypeVar("T")
 
@@ -67,218 +70,48 @@ class ChainGuard:
         fresh_for: Mapping[str, float] | None = None,
         after_fork: Callable[[], None] | None = None,
     ) -> None:
-        self._label = label
-        self._policy = policy or RetryPolicy()
-        self._fresh_for = dict(fresh_for or {})  # read name -> refresh window; unnamed reads: 0
+        self._state = Outage(label, policy or RetryPolicy())
+        self._writes = WriteQueue(self._state)
+        self._reads = ReadCache(self._state, fresh_for or {}, answered=self._writes.answered)
         self._after_fork = after_fork
-        self._cache: dict[str, Any] = {}
-        self._cached_at: dict[str, float] = {}
-        self._cache_epoch: dict[str, int] = {}
-        self._epoch = 0  # writes that went through; reads started before one are stale
-        self._failures = 0
-        self._next_try = 0.0
-        self._last_error = ""
-        self._reset_process_state()
         _GUARDS.add(self)
 
-    def _reset_process_state(self) -> None:
-        self._lock = threading.Lock()  # guards every field; never held across a chain call
-        self._write_lock = threading.Lock()  # one write at a time, in order
-        self._inflight: dict[str, Fetch] = {}
-        self._pending: dict[str, Callable[[], None]] = {}
-        self._timer: threading.Timer | None = None
-
     def _forked(self) -> None:
-        # The parent still holds (and retries) the queued writes.
-        self._reset_process_state()
+        # Fresh locks; the parent still holds (and retries) the queued writes.
+        self._state.forked()
+        self._reads.forked()
+        self._writes.forked()
         if self._after_fork is not None:
             self._after_fork()
-
-    # Reads -------------------------------------------------------------------
 
     def read(self, what: str, fetch: Callable[[], T]) -> T:
         """``fetch()``'s answer, or the last good one if the chain is unreachable.
 
         The returned object is the cached one: callers hand out copies.
         """
-        with self._lock:
-            if self._fresh(what):
-                return self._cache[what]
-            has_cache = what in self._cache
-            pending = self._inflight.get(what)
-            if pending is None or pending.epoch != self._epoch:
-                if time.monotonic() < self._next_try:
-                    return self._fallback(what, f"backing off after: {self._last_error}")
-                job = pending = Fetch(self._epoch, time.monotonic())
-                self._inflight[what] = job
-                job.start(lambda: self._fetch(what, fetch, job), f"chain-read-{what}")
-        # Whoever joins a read already in flight waits only for what is left of
-        # the patience, so a hung read costs the callers stale_wait in all.
-        patience = self._policy.stale_wait if has_cache else self._policy.first_wait
-        wait = max(0.0, patience - (time.monotonic() - pending.started))
-        try:
-            return pending.result(wait)
-        except TimeoutError:
-            with self._lock:
-                if has_cache and not pending.slow:
-                    pending.slow = True
-                    log.warning("%s: %s read is slow; using the last answer meanwhile", self._label, what)
-                return self._fallback(what, f"no answer within {patience:g} s")
-        except ChainUnavailable as e:
-            with self._lock:
-                return self._fallback(what, str(e))
-
-    def _fetch(self, what: str, fetch: Callable[[], T], job: Fetch) -> T:
-        """Runs on the read's thread: the bookkeeping is done before any waiter wakes."""
-        try:
-            value = fetch()
-        except ChainUnavailable as e:
-            with self._lock:
-                self._done(what, job)
-                self._failed(e)
-                age = self._age(what)
-                delay = self._next_try - time.monotonic()
-            fallback = f"using the answer from {age:.0f} s ago" if age is not None else "nothing to fall back on"
-            log.warning("%s: cannot read %s (%s); %s; next try in %.1f s", self._label, what, e, fallback, delay)
-            raise
-        except BaseException:
-            with self._lock:
-                self._done(what, job)
-            raise
-        with self._lock:
-            self._done(what, job)
-            if job.epoch >= self._cache_epoch.get(what, -1):  # never replace a newer answer
-                self._cache[what] = value
-                self._cached_at[what] = time.monotonic()
-                self._cache_epoch[what] = job.epoch
-            self._succeeded()
-        return value
-
-    def _done(self, what: str, job: Fetch) -> None:
-        """Lock held."""
-        if self._inflight.get(what) is job:
-            del self._inflight[what]
-
-    def _fresh(self, what: str) -> bool:
-        """Lock held: whether the cached answer is within its window and no write came after it."""
-        age = self._age(what)
-        return age is not None and self._cache_epoch[what] == self._epoch and age < self._fresh_for.get(what, 0.0)
-
-    def _fallback(self, what: str, reason: str) -> Any:
-        """Lock held: the cached answer, or ChainUnavailable if there is none."""
-        if what not in self._cache:
-            raise ChainUnavailable(f"{self._label}: cannot read {what} ({reason}) and no earlier answer")
-        return self._cache[what]
-
-    def _age(self, what: str) -> float | None:
-        at = self._cached_at.get(what)
-        return None if at is None else time.monotonic() - at
-
-    # Writes ------------------------------------------------------------------
+        return self._reads.read(what, fetch)
 
     def write(self, what: str, submit: Callable[[], None]) -> None:
         """Run ``submit()`` now, or queue it for a retry if the chain is
         unreachable. ``what`` names the write (one queued write per name)."""
-        with self._write_lock:
-            with self._lock:
-                self._pending.pop(what, None)  # superseded by this one
-                if time.monotonic() < self._next_try:
-                    self._queue(what, submit, f"backing off after: {self._last_error}")
-                    return
-            try:
-                submit()
-            except ChainUnavailable as e:
-                with self._lock:
-                    self._failed(e)
-                    self._queue(what, submit, str(e))
-                return
-            with self._lock:
-                self._epoch += 1
-                self._succeeded()
+        self._writes.write(what, submit)
 
     def invalidate(self) -> None:
         """Count a write made without :meth:`write` (the dev chain's registration
         and staking, which must fail loudly rather than be queued): no answer
         read before it is fresh any more."""
-        with self._lock:
-            self._epoch += 1
-
-    def _queue(self, what: str, submit: Callable[[], None], reason: str) -> None:
-        """Lock held."""
-        self._pending[what] = submit
-        delay = max(0.0, self._next_try - time.monotonic())
-        log.warning("%s: cannot %s now (%s); queued, next try in %.1f s", self._label, what, reason, delay)
-        self._schedule()
-
-    def _schedule(self) -> None:
-        """Lock held: make sure a timer will retry the queued writes when the backoff ends."""
-        if not self._pending or (self._timer is not None and self._timer.is_alive()):
-            return
-        delay = max(0.0, self._next_try - time.monotonic())
-        self._timer = threading.Timer(delay, self._retry_pending)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def _retry_pending(self) -> None:
-        """Timer thread: resubmit queued writes, oldest first, until one cannot reach the chain."""
-        with self._write_lock:
-            with self._lock:
-                if self._timer is threading.current_thread():
-                    self._timer = None
-                queued = list(self._pending.items())
-            for what, submit in queued:
-                with self._lock:
-                    if self._pending.get(what) is not submit:
-                        continue  # a newer write replaced it meanwhile
-                try:
-                    submit()
-                except ChainUnavailable as e:
-                    with self._lock:
-                        self._failed(e)
-                        delay = self._next_try - time.monotonic()
-                    log.warning("%s: still cannot %s (%s); next try in %.1f s", self._label, what, e, delay)
-                    break
-                except Exception as e:  # a refusal, or anything else: a timer thread must not die loudly
-                    log.warning("%s: dropping queued %s: %s", self._label, what, e)
-                    with self._lock:
-                        self._pending.pop(what, None)
-                    continue
-                with self._lock:
-                    self._pending.pop(what, None)
-                    self._epoch += 1
-                    self._succeeded()
-                log.info("%s: queued %s went through", self._label, what)
-            with self._lock:
-                self._schedule()
-
-    # State -------------------------------------------------------------------
-
-    def _failed(self, error: ChainError) -> None:
-        """Lock held."""
-        self._failures += 1
-        self._next_try = time.monotonic() + self._policy.delay(self._failures)
-        self._last_error = str(error)
-
-    def _succeeded(self) -> None:
-        """Lock held: the chain answered, so the backoff ends and queued writes go now."""
-        if self._failures:
-            log.info("%s: chain reachable again after %d failed attempts", self._label, self._failures)
-        self._failures = 0
-        self._next_try = 0.0
-        self._last_error = ""
-        if self._pending and self._timer is not None:
-            self._timer.cancel()  # it may be waiting out the old backoff
-            self._timer = None
-        self._schedule()
+        with self._state.lock:
+            self._state.epoch += 1
 
     def health(self) -> ChainHealth:
-        with self._lock:
+        state = self._state
+        with state.lock:
             return ChainHealth(
-                reachable=self._failures == 0,
-                failures=self._failures,
-                retry_in=max(0.0, self._next_try - time.monotonic()) if self._failures else 0.0,
-                last_error=self._last_error,
-                pending_writes=tuple(self._pending),
+                reachable=state.failures == 0,
+                failures=state.failures,
+                retry_in=state.retry_in() if state.failures else 0.0,
+                last_error=state.last_error,
+                pending_writes=self._writes.pending(),
             )
 
 

@@ -1,4 +1,4 @@
-"""One chain read in flight, for :class:`~node.chain.guard.ChainGuard`.
+"""One chain read in flight, for :class:`~node.chain.readcache.ReadCache`.
 
 A read runs on its own daemon thread so that whoever waits for it can give up
 after a bounded time (and a read hung in the SDK cannot keep the process from

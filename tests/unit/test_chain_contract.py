@@ -11,7 +11,7 @@ import types
 import pytest
 
 from node.chain import ChainError, ChainUnavailable, ChainView
-from node.chain import guard as guard_module
+from node.chain import outage as outage_module  # the guard's clock
 from protocol import signing, wire
 from protocol.messages import PeerBinding
 from tests.support import wait_for
@@ -197,7 +197,7 @@ def test_writes_during_an_outage_are_queued_and_retried(harness):
 
 def test_failed_calls_back_off_exponentially(harness, monkeypatch):
     clock = [0.0]
-    monkeypatch.setattr(guard_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(outage_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
     chain = validators(harness, {A: 50.0})
     seen = chain.neurons()
     harness.outage(True)

@@ -9,7 +9,7 @@ import types
 import pytest
 
 from node.chain import ChainError, ChainUnavailable, DevChain, RefreshWindows
-from node.chain import guard as guard_module
+from node.chain import outage as outage_module  # the guard's clock
 from node.chain.bittensor_adapter import BittensorChain
 from node.chain.guard import ChainGuard
 from tests.support import keypair
@@ -23,7 +23,7 @@ A, B = keypair("Alice"), keypair("Bob")
 def clock(monkeypatch) -> list[float]:
     """The guard's monotonic clock, moved by hand."""
     now = [1000.0]
-    monkeypatch.setattr(guard_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(outage_module, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     return now
 
 

@@ -14,6 +14,7 @@ from node.chain import (
     RetryPolicy,
 )
 from node.chain import devchain as devchain_module
+from node.chain import devfile as devfile_module
 from tests.support import keypair
 
 pytestmark = pytest.mark.chain(block_time=1.0, max_validators=2)  # the `chain` fixture's
@@ -242,7 +243,7 @@ def test_parameters_survive_reopening_and_pickling(tmp_path):
 def test_a_locked_file_is_an_outage_not_a_refusal(tmp_path, monkeypatch):
     # Another process holding the write lock past the busy timeout: the write
     # is queued and goes through once the lock is released.
-    monkeypatch.setattr(devchain_module, "_BUSY_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(devfile_module, "_BUSY_TIMEOUT_S", 0.05)
     DevChain.create(tmp_path / "chain.db", max_validators=2)
     chain = DevChain(tmp_path / "chain.db", policy=RetryPolicy(first_delay=0.05, max_delay=0.1))
     (a,) = register_keys(chain, "a")
