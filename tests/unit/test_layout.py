@@ -33,3 +33,15 @@ def test_imports_point_one_way(package, forbidden):
 def test_no_module_of_the_node_is_over_300_lines():
     long = {str(p.relative_to(ROOT)): n for p in (ROOT / "node").rglob("*.py") if (n := len(p.read_text().splitlines())) > 300}
     assert not long
+
+
+def test_no_class_of_the_product_has_more_than_12_methods():
+    crowded = {}
+    for package in ("node", "protocol", "bootstrap"):
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef):
+                    methods = [x for x in node.body if isinstance(x, (ast.FunctionDef, ast.AsyncFunctionDef))]
+                    if len(methods) > 12:
+                        crowded[f"{path.relative_to(ROOT)}:{node.name}"] = len(methods)
+    assert not crowded
