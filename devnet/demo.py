@@ -11,10 +11,8 @@ round logs and judges the run.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ from pathlib import Path
 
 from devnet.adversaries import check_kind as check_adversary
 from devnet.judge import BOOTSTRAPS, VALIDATOR_PERMITS, judge, print_round
+from devnet.processes import start_bootstrap, start_node, start_sybils, stop, wait_for_file
 from node.config import (
     ChainSpec,
     DataSpec,
@@ -35,28 +34,6 @@ from node.fsutil import atomic_write
 from node.round.report import read_reports
 
 BOOT_SECONDS = 20.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
-
-
-def _wait_for_file(path: Path, timeout: float, procs: list[subprocess.Popen]) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if path.exists():
-            return json.loads(path.read_text())
-        if any(p.poll() is not None for p in procs):
-            raise RuntimeError(f"a process exited before writing {path}")
-        time.sleep(0.2)
-    raise TimeoutError(f"{path} did not appear within {timeout:.0f} s")
-
-
-def _stop(procs: list[subprocess.Popen]) -> None:
-    for p in procs:
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-    for p in procs:
-        try:
-            p.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            p.kill()
 
 
 def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str]) -> tuple[RunSpec, list[NodeConfig], list[str], list[str]]:
@@ -154,17 +131,17 @@ def run_demo(
         boot_run_file = out / "bootstrap" / "run.toml"
         atomic_write(boot_run_file, render_run_file(spec, NodeConfig()).encode())  # a bootstrap reads the spec only
         for i in range(BOOTSTRAPS):
-            boots.append(_start_bootstrap(out / "bootstrap" / f"boot{i}", boot_run_file, env))
-        infos = [_wait_for_file(out / "bootstrap" / f"boot{i}" / "maddrs.json", 60, boots) for i in range(BOOTSTRAPS)]
+            boots.append(start_bootstrap(out / "bootstrap" / f"boot{i}", boot_run_file, env))
+        infos = [wait_for_file(out / "bootstrap" / f"boot{i}" / "maddrs.json", 60, boots) for i in range(BOOTSTRAPS)]
         maddrs = [addr for info in infos for addr in info["maddrs"]]
         for node, path in zip(node_configs, configs, strict=True):
             atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
         if sybils:  # first, so that their start-up (a DHT process and a p2pd each) is over before round 0
-            swarm_of_sybils.append(_start_sybils(out / "sybils", spec, maddrs, sybils, rounds, env))
+            swarm_of_sybils.append(start_sybils(out / "sybils", spec, maddrs, sybils, rounds, env))
             print(f"demo: plus {sybils} unregistered Sybil identities flooding the DHT (log: {out}/sybils/sybil.log)")
         on_time = configs[:-1] if late_rounds else configs
         procs += [
-            _start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds, strict=False)
+            start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds, strict=False)
         ]  # a late joiner starts later
         print(f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, logs under {out}/nodes/*/node.log")
         if adversaries:
@@ -176,14 +153,14 @@ def run_demo(
         printed = 0
         while printed < rounds and time.time() < deadline:
             if late_rounds and len(procs) == total - 1 and time.time() >= round_zero + late_rounds * round_seconds:
-                procs.append(_start_node(configs[-1], rounds, env, ranks_per_node, kinds[-1]))
+                procs.append(start_node(configs[-1], rounds, env, ranks_per_node, kinds[-1]))
             logs = [read_reports(path.parent / "rounds.jsonl") for path in on_time]
             while printed < rounds and all(printed in log for log in logs):
                 print_round(printed, [log[printed] for log in logs])
                 printed += 1
             for due in sorted(r for r in stops if r <= printed < rounds):
                 for i in stops.pop(due):
-                    _stop([boots[i]])
+                    stop([boots[i]])
                     stopped.append({"bootstrap": f"boot{i}", "peer_id": infos[i]["peer_id"], "round": printed})
                     print(f"demo: stopped bootstrap boot{i} as round {printed} began", flush=True)
             if all(p.poll() is not None for p in procs) and printed < rounds:
@@ -195,7 +172,7 @@ def run_demo(
             except subprocess.TimeoutExpired:
                 pass
     finally:
-        _stop(procs + boots + swarm_of_sybils)
+        stop(procs + boots + swarm_of_sybils)
     codes = [p.returncode for p in procs]
     return judge(
         spec,
@@ -213,90 +190,8 @@ def run_demo(
     )
 
 
-def _start_sybils(sybil_dir: Path, spec: RunSpec, maddrs: list[str], count: int, rounds: int, env: dict) -> subprocess.Popen:
-    run_file = sybil_dir / "run.toml"
-    atomic_write(run_file, render_run_file(spec, NodeConfig(bootstrap=tuple(maddrs))).encode())
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "devnet.sybil",
-            "--config",
-            str(run_file),
-            "--count",
-            str(count),
-            "--rounds",
-            str(rounds),
-            "--report",
-            str(sybil_dir / "report.json"),
-        ],
-        stdout=open(sybil_dir / "sybil.log", "wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-        # A real attacker floods from its own machines; on one box the attacker's own work runs only on
-        # otherwise idle CPU, while the honest nodes' cost of refusing it stays theirs.
-        preexec_fn=_idle_priority,
-    )
-
-
-def _idle_priority() -> None:
-    """SCHED_IDLE for the Sybils and every process they start (their DHT processes, their p2pds).
-
-    At nice 10 the attacker still took about a tenth of the two cores while the honest nodes
-    trained, enough to cut their deadline-bounded inner loops from 40 steps to 31-39 and so change
-    the state (measured on this project's 2-core machine, before and after issue 12 alike)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux: the lowest priority the OS offers
-        os.nice(19)
-
-
 def _bootstrap_stops(rounds: int, all_down: int) -> dict[int, list[int]]:
     """round -> the bootstraps to stop when it begins: all at `all_down`, else the first halfway."""
     if all_down:
         return {all_down: list(range(BOOTSTRAPS))}
     return {rounds // 2: [0]} if rounds >= 2 else {}
-
-
-def _start_bootstrap(boot_dir: Path, run_file: Path, env: dict) -> subprocess.Popen:
-    boot_dir.mkdir(parents=True, exist_ok=True)
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "node.cli",
-            "bootstrap",
-            "run",
-            "--run",
-            str(run_file),
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--identity",
-            str(boot_dir / "p2p.key"),
-            "--maddrs-file",
-            str(boot_dir / "maddrs.json"),
-        ],
-        stdout=open(boot_dir / "bootstrap.log", "wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
-
-
-def _start_node(config: Path, rounds: int, env: dict, nproc: int = 1, adversary: str = "") -> subprocess.Popen:
-    """`gradswarm node run`, or for an adversary the same node with its cheating Worker (devnet/cheater.py)."""
-    command = ["devnet.cheater", "--kind", adversary] if adversary else ["node.cli", "node", "run"]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            *command,
-            "--config",
-            str(config),
-            "--rounds",
-            str(rounds),
-            *(["--nproc", str(nproc)] if nproc > 1 and not adversary else []),
-        ],
-        stdout=open(config.parent / "node.log", "wb"),
-        stderr=subprocess.STDOUT,
-        env=env,
-    )

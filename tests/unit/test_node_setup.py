@@ -3,7 +3,6 @@
 import torch
 from bittensor.sp_core import Keypair
 
-from node.chain import DevChain
 from node.checkpoint.state import save_checkpoint
 from node.config import ChainSpec, NodeConfig, RunSpec, ScheduleSpec
 from node.service import SwarmNode
@@ -16,8 +15,7 @@ def make_node(tmp_path, chain):
     return SwarmNode(spec, config, keypair, chain)
 
 
-def test_fresh_nodes_agree_on_the_initial_state(tmp_path):
-    chain = DevChain.create(tmp_path / "chain.sqlite")
+def test_fresh_nodes_agree_on_the_initial_state(tmp_path, chain):
     a, b = make_node(tmp_path / "a", chain), make_node(tmp_path / "b", chain)
     a.setup()
     b.setup()
@@ -25,8 +23,7 @@ def test_fresh_nodes_agree_on_the_initial_state(tmp_path):
     assert a.eval_page_ids == b.eval_page_ids and not set(a.eval_page_ids) - a.excluded
 
 
-def test_restart_resumes_from_the_local_checkpoint(tmp_path):
-    chain = DevChain.create(tmp_path / "chain.sqlite")
+def test_restart_resumes_from_the_local_checkpoint(tmp_path, chain):
     node = make_node(tmp_path, chain)
     node.setup()
     moved = node.states.state.clone()
@@ -39,8 +36,7 @@ def test_restart_resumes_from_the_local_checkpoint(tmp_path):
     assert torch.equal(restarted.states.state.theta, moved.theta)
 
 
-def test_damaged_checkpoint_falls_back_to_a_fresh_state(tmp_path):
-    chain = DevChain.create(tmp_path / "chain.sqlite")
+def test_damaged_checkpoint_falls_back_to_a_fresh_state(tmp_path, chain):
     node = make_node(tmp_path, chain)
     node.setup()
     fresh_hash = node.states.hash
@@ -51,11 +47,10 @@ def test_damaged_checkpoint_falls_back_to_a_fresh_state(tmp_path):
     assert restarted.states.hash == fresh_hash and restarted.states.round == 0
 
 
-def test_payloads_are_embargoed_until_the_reveal_time(tmp_path):
+def test_payloads_are_embargoed_until_the_reveal_time(tmp_path, chain):
     import asyncio
     import time
 
-    chain = DevChain.create(tmp_path / "chain.sqlite")
     node = make_node(tmp_path, chain)
     now = time.time()
     current = node.schedule.round_at(now)
@@ -66,10 +61,9 @@ def test_payloads_are_embargoed_until_the_reveal_time(tmp_path):
     assert asyncio.run(node.serve("payload", b"x" * 32)) is None
 
 
-def test_restart_keeps_the_error_feedback_residual(tmp_path):
+def test_restart_keeps_the_error_feedback_residual(tmp_path, chain):
     from node.checkpoint.state import save_feedback
 
-    chain = DevChain.create(tmp_path / "chain.sqlite")
     node = make_node(tmp_path, chain)
     node.setup()
     residual = torch.randn(node.numel)
@@ -83,10 +77,9 @@ def test_restart_keeps_the_error_feedback_residual(tmp_path):
     assert again.feedback.residual is None
 
 
-def test_restart_keeps_the_inner_optimizer(tmp_path):
+def test_restart_keeps_the_inner_optimizer(tmp_path, chain):
     from node.checkpoint.state import save_inner
 
-    chain = DevChain.create(tmp_path / "chain.sqlite")
     node = make_node(tmp_path, chain)
     node.setup()
     pages = node.corpus.pages(list(range(4)))
