@@ -40,6 +40,30 @@ def stop(procs: list[subprocess.Popen]) -> None:
             p.kill()
 
 
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a process started in a session of its own together with everything it started.
+
+    The Sybil flood runs ten hivemind DHTs, each a child process with its own p2pd; stopping only
+    the parent left those twenty processes running (and flooding) after every demo."""
+    for sig, wait in ((signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return  # the whole group is gone
+        deadline = time.time() + wait
+        while time.time() < deadline and _group_alive(proc.pid):
+            proc.poll()  # reap the leader so that it does not count as alive
+            time.sleep(0.2)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def start_sybils(sybil_dir: Path, spec: RunSpec, maddrs: list[str], count: int, rounds: int, env: dict) -> subprocess.Popen:
     run_file = sybil_dir / "run.toml"
     atomic_write(run_file, render_run_file(spec, NodeConfig(bootstrap=tuple(maddrs))).encode())
@@ -63,6 +87,7 @@ def start_sybils(sybil_dir: Path, spec: RunSpec, maddrs: list[str], count: int, 
         # A real attacker floods from its own machines; on one box the attacker's own work runs only on
         # otherwise idle CPU, while the honest nodes' cost of refusing it stays theirs.
         preexec_fn=idle_priority,
+        start_new_session=True,  # so that stop_group reaches its DHT processes and p2pds too
     )
 
 
