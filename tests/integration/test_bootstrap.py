@@ -186,9 +186,12 @@ def test_metrics_parse_and_count_connected_peers(tmp_path, spec, chain):
     try:
         nodes = [hivemind.DHT(initial_peers=initial, host_maddrs=list(LOOPBACK), start=True) for _ in range(3)]
         connected = ("gradswarm_bootstrap_peers_connected", ())
+        routing = ("gradswarm_bootstrap_routing_table_peers", ())
         wait_for(lambda: metrics(boot).get(connected) == 3, 20, interval=POLL, what="3 connected peers in /metrics")
+        # A peer enters the routing table on its first DHT call, which may come a moment after it connected.
+        wait_for(lambda: metrics(boot).get(routing) == 3, 20, interval=POLL, what="3 peers in the routing table")
         m = metrics(boot)
-        assert m[("gradswarm_bootstrap_routing_table_peers", ())] == 3
+        assert m[connected] == 3 and m[routing] == 3
         assert m[("gradswarm_bootstrap_uptime_seconds", ())] > 0
         assert {("direction", "in"), ("direction", "out")} <= {
             labels[0] for name, labels in m if name == "gradswarm_bootstrap_network_bytes_total"
