@@ -84,23 +84,22 @@ def start_sybils(sybil_dir: Path, spec: RunSpec, maddrs: list[str], count: int, 
         stdout=open(sybil_dir / "sybil.log", "wb"),
         stderr=subprocess.STDOUT,
         env=env,
-        # A real attacker floods from its own machines; on one box the attacker's own work runs only on
-        # otherwise idle CPU, while the honest nodes' cost of refusing it stays theirs.
+        # A real attacker floods from its own machines; on one box a lower CPU priority keeps most of the
+        # attacker's own work off the honest nodes' cores, while their cost of refusing it stays theirs.
         preexec_fn=idle_priority,
         start_new_session=True,  # so that stop_group reaches its DHT processes and p2pds too
     )
 
 
 def idle_priority() -> None:
-    """SCHED_IDLE for the Sybils and every process they start (their DHT processes, their p2pds).
+    """nice 10 for the Sybils and every process they start (their DHT processes, their p2pds).
 
-    At nice 10 the attacker still took about a tenth of the two cores while the honest nodes
-    trained, enough to cut their deadline-bounded inner loops from 40 steps to 31-39 and so change
-    the state (measured on this project's 2-core machine, before and after issue 12 alike)."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux: the lowest priority the OS offers
-        os.nice(19)
+    SCHED_IDLE was tried (issue 12) and dropped: the flood's volume is bound by its own latency
+    (each Sybil awaits its stores, fetches and pushes in turn), and in the one SCHED_IDLE run with no
+    leftover processes around it made 1,750 stores against 630-700 in the other runs, which cost
+    the honest nodes more to refuse: their inner loops fell to about 20 of 40 steps, against 25-40
+    at nice 10. One run is weak evidence; the demo keeps what it had."""
+    os.nice(10)
 
 
 def start_bootstrap(boot_dir: Path, run_file: Path, env: dict) -> subprocess.Popen:
