@@ -21,7 +21,7 @@ from pathlib import Path
 
 from devnet.adversaries import check_kind as check_adversary
 from devnet.judge import BOOTSTRAPS, VALIDATOR_PERMITS, judge, print_round
-from devnet.processes import start_bootstrap, start_node, start_sybils, stop, stop_group, wait_for_file
+from devnet.processes import start_bootstrap, start_node, start_sybils, stop, stop_tree, wait_for_file
 from node.config import (
     ChainSpec,
     DataSpec,
@@ -174,7 +174,7 @@ def run_demo(
     finally:
         stop(procs + boots)
         for flood in swarm_of_sybils:
-            stop_group(flood)
+            stop_tree(flood)
     codes = [p.returncode for p in procs]
     return judge(
         spec,
