@@ -29,7 +29,7 @@ from node.round.apply import apply_manifest
 from node.round.collect import Collector
 from node.round.finish import LocalFiles
 from node.round.join import join
-from node.round.states import StateBook
+from node.round.states import Base, StateBook
 from node.round.sync import fetch_signed_state
 from node.round.train import Worker
 from node.round.verify import Verification
@@ -187,7 +187,8 @@ class SwarmNode:
             watch_memory.cancel()
             await self.swarm.shutdown()
 
-    async def apply(self, manifest: RoundManifest, base) -> OuterState | None:
+    async def apply(self, manifest: RoundManifest, base: Base) -> OuterState | None:
+        """θ_{r+1} from `base` and exactly what `manifest` names (None when a named payload is missing)."""
         return await apply_manifest(self.pool, self.outer, base.state, manifest)
 
     async def sync(self, manifest: RoundManifest, deadline: float) -> bool:
