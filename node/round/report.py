@@ -37,6 +37,9 @@ class RoundReport:
     upload_state_bytes: int = 0
     verdicts: list[tuple[int, str, str]] = field(default_factory=list)  # (round, subject, verdict) this node reached
     verify_seconds: float = 0.0
+    # compute spent verifying this round as a share of the compute of the round's training:
+    # window forward+backward passes counted as 3 forward passes
+    verify_share: float | None = None
     # what the Sybil defences refused so far (cumulative), and memory
     unregistered_records: int = 0
     refused_streams: int = 0
