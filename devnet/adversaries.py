@@ -2,7 +2,7 @@
 
 Each kind is the honest Worker (node/round/train.py) with one step changed,
 the way a cheater would change it: which pages it trains on, which state it
-starts from, what it publishes. The product's config and round never name
+starts from, how many steps it takes, what it publishes and when. The product's config and round never name
 them; only the devnet starts a node with one (devnet/cheater.py).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import torch
@@ -50,6 +50,50 @@ class Scaled(Worker):
         return delta * 100.0
 
 
+class Negated(Worker):
+    """Publishes the opposite of its update."""
+
+    def update(self, delta: torch.Tensor, r: int) -> torch.Tensor:
+        return -delta
+
+
+class Shrunk(Worker):
+    """Publishes its update multiplied by 0.05."""
+
+    def update(self, delta: torch.Tensor, r: int) -> torch.Tensor:
+        return delta * 0.05
+
+
+class FewSteps(Worker):
+    """Trains a tenth of the assigned inner steps."""
+
+    def steps(self) -> int:
+        return max(1, self.spec.train.inner_steps // 10)
+
+
+class HalfSteps(Worker):
+    """Trains half the assigned inner steps and doubles the update, so that its norm looks normal."""
+
+    def steps(self) -> int:
+        return max(1, self.spec.train.inner_steps // 2)
+
+    def update(self, delta: torch.Tensor, r: int) -> torch.Tensor:
+        return delta * 2.0
+
+
+@dataclass
+class Late(Worker):
+    """One round late: trains every round, but publishes in round r what it trained in round r-1
+    (nothing in its first round)."""
+
+    previous: Work | None = None
+
+    async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
+        current = await super().work(r, base, deadlines)
+        previous, self.previous = self.previous, current
+        return None if previous is None else replace(previous, publish_until=deadlines.reveal)
+
+
 @dataclass
 class Stale(Worker):
     """Trains from the previous round's state and claims the current one."""
@@ -84,7 +128,18 @@ class Copy(Worker):
         return None
 
 
-WORKERS: dict[str, type[Worker]] = {"copy": Copy, "noise": Noise, "wrong-pages": WrongPages, "scaled": Scaled, "stale": Stale}
+WORKERS: dict[str, type[Worker]] = {
+    "copy": Copy,
+    "noise": Noise,
+    "wrong-pages": WrongPages,
+    "scaled": Scaled,
+    "stale": Stale,
+    "few-steps": FewSteps,
+    "half-steps": HalfSteps,
+    "negated": Negated,
+    "late": Late,
+    "shrunk": Shrunk,
+}
 KINDS = tuple(WORKERS)
 
 

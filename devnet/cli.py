@@ -13,7 +13,17 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument("--out", default="demo-out")
     demo.add_argument("--round-seconds", type=float, default=None, help="default: 20 s for 3 nodes, more for more")
     demo.add_argument(
-        "--adversaries", default="", metavar="KINDS", help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale"
+        "--adversaries",
+        default="",
+        metavar="KINDS",
+        help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale,few-steps,half-steps,negated,late,shrunk",
+    )
+    demo.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        metavar="S",
+        help="seed of the nodes' identities, and so of the run's page assignment (default: the demo's usual identities)",
     )
     demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
     demo.add_argument("--ranks-per-node", type=int, default=1, metavar="N", help="run each node as N torchrun ranks (gloo on CPU)")
@@ -44,4 +54,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
         bootstraps_down=args.stop_bootstraps,
         ranks_per_node=args.ranks_per_node,
         sybils=args.sybils,
+        seed=args.seed,
     )

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from devnet.adversaries import check_kind as check_adversary
-from devnet.judge import BOOTSTRAPS, VALIDATOR_PERMITS, judge, print_round
+from devnet.judge import BOOTSTRAPS, judge, print_round
 from devnet.processes import start_bootstrap, start_node, start_sybils, stop, stop_tree, wait_for_file
 from node.config import (
     ChainSpec,
@@ -36,11 +36,20 @@ from node.round.report import read_reports
 BOOT_SECONDS = 20.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
 
 
-def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str]) -> tuple[RunSpec, list[NodeConfig], list[str], list[str]]:
+def key_seed(i: int, seed: int | None = None) -> bytes:
+    """The 32-byte seed of node i's hotkey: the same identities every time for the same `seed`
+    (None: the demo's usual ones), so two demos differ only in what their options change."""
+    name = f"gradswarm-demo/node{i}" if seed is None else f"gradswarm-demo/{seed}/node{i}"
+    return hashlib.sha256(name.encode()).digest()
+
+
+def prepare(
+    out: Path, peers: int, round_seconds: float, adversaries: list[str], seed: int | None = None
+) -> tuple[RunSpec, list[NodeConfig], list[str], list[str]]:
     """Fresh chain, keys and corpus under `out`: the spec, one node config per node, the adversaries'
     hotkeys, and each node's adversary kind ("" for honest nodes).
 
-    Honest nodes come first (node0 has the most stake and signs manifests);
+    Honest nodes come first, each a validator (node0 has the most stake and signs manifests);
     adversaries follow with small stakes: registered, but no validator permit.
     """
     from node.chain import DevChain
@@ -57,7 +66,7 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
 
     data = DataSpec()
     corpus = open_corpus(data, out / "corpus")
-    chain = DevChain.create(out / "chain.sqlite", block_time=1.0, max_validators=VALIDATOR_PERMITS)
+    chain = DevChain.create(out / "chain.sqlite", block_time=1.0, max_validators=peers)
     spec = RunSpec(
         name="demo",
         data=replace(data, digest=corpus.digest),
@@ -69,8 +78,7 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
     total = peers + len(adversaries)
     for i in range(total):
         kind = adversaries[i - peers] if i >= peers else ""
-        # The same identities every time: two demos differ only in what their options change.
-        keypair = new_hotkey(f"node{i}", "default", wallets, seed=hashlib.sha256(f"gradswarm-demo/node{i}".encode()).digest())
+        keypair = new_hotkey(f"node{i}", "default", wallets, seed=key_seed(i, seed))
         chain.register(keypair.ss58_address)
         chain.add_stake(keypair.ss58_address, 10.0 if kind else 1000.0 / (i + 1))  # node0 signs, node1 backs it up
         if kind:
@@ -84,7 +92,6 @@ def prepare(out: Path, peers: int, round_seconds: float, adversaries: list[str])
                 torch_threads=1,
                 evaluate=(i == 0),
                 corpus_cache=str((out / "corpus").resolve()),
-                verify_samples=total - 1 if i < VALIDATOR_PERMITS else 1,  # validators check everyone
             )
         )
     return spec, nodes, cheaters, kinds
@@ -100,12 +107,14 @@ def run_demo(
     bootstraps_down: int = 0,
     ranks_per_node: int = 1,
     sybils: int = 0,
+    seed: int | None = None,
 ) -> int:
     """Run the swarm; with `late_rounds`, the last node only starts once that round has begun;
     `sybils` adds that many unregistered identities flooding the DHT (devnet/sybil.py, one process);
     `adversaries` adds one cheating node of each named kind; with `bootstraps_down`, every
     bootstrap stops once that round begins (otherwise only the first, halfway); with `ranks_per_node`
-    each node runs as that many torchrun ranks (gloo on CPU)."""
+    each node runs as that many torchrun ranks (gloo on CPU); `seed` seeds the nodes' identities
+    (and so the page assignment; None: the usual ones)."""
     if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds or not 0 <= bootstraps_down < rounds:
         print("error: the demo needs at least 2 peers, 1 round, and --late-join and --stop-bootstraps below --rounds", file=sys.stderr)
         return 2
@@ -118,7 +127,7 @@ def run_demo(
     if round_seconds is None:  # on 2 cores every extra process slows everyone down
         round_seconds = 20.0 + 5.0 * max(0, total - 3)
     started = time.time()
-    spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries))
+    spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries), seed)
     configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
     round_zero = started + BOOT_SECONDS  # approximately: the chain's block clock decides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -143,7 +152,10 @@ def run_demo(
         procs += [
             start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds, strict=False)
         ]  # a late joiner starts later
-        print(f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, logs under {out}/nodes/*/node.log")
+        print(
+            f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, "
+            f"seed {'default' if seed is None else seed}, logs under {out}/nodes/*/node.log"
+        )
         if adversaries:
             print(f"demo: plus adversaries {', '.join(adversaries)} (nodes {peers}..{total - 1})")
         if late_rounds:
@@ -189,6 +201,8 @@ def run_demo(
         bootstraps_stopped=stopped,
         ranks_per_node=ranks_per_node,
         sybil_report=out / "sybils" / "report.json" if sybils else None,
+        honest=peers,
+        seed=seed,
     )
 
 

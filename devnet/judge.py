@@ -12,7 +12,6 @@ from node.fsutil import atomic_write
 from node.round.report import RoundReport, read_reports
 
 BOOTSTRAPS = 2
-VALIDATOR_PERMITS = 2
 
 
 def print_round(r: int, row: list[RoundReport]) -> None:
@@ -41,11 +40,26 @@ def excluded_from(hotkey: str, log: dict[int, RoundReport], rounds: int) -> int 
     return last_in + 1 if last_in + 1 < rounds else None
 
 
-def verify_cost(log: dict[int, RoundReport]) -> float | None:
+def verify_wall_share(log: dict[int, RoundReport]) -> float | None:
     """Wall seconds a node spent verifying per second it spent training (both share its cores);
     None for a node that never trained (the copy adversary)."""
     train = sum(x.train_seconds or 0.0 for x in log.values())
     return round(sum(x.verify_seconds for x in log.values()) / train, 3) if train > 1.0 else None
+
+
+def verify_shares(log: dict[int, RoundReport]) -> list[float]:
+    """The node's per-round verify compute shares (rounds that did not report one left out)."""
+    return [x.verify_share for _, x in sorted(log.items()) if x.verify_share is not None]
+
+
+def min_inner_steps(log: dict[int, RoundReport]) -> int | None:
+    """The fewest inner steps the node took in a round it trained (None: it never trained)."""
+    return min((x.inner_steps for x in log.values() if x.inner_steps is not None), default=None)
+
+
+def failing_verdicts_on(logs: list[dict[int, RoundReport]], subjects: set[str]) -> int:
+    """How many 'fail' verdicts the given nodes' logs record about any of `subjects`."""
+    return sum(1 for log in logs for x in log.values() for _r, subject, verdict in x.verdicts if verdict == "fail" and subject in subjects)
 
 
 def sybil_summary(logs: list[dict[int, RoundReport]], report_path: Path) -> dict:
@@ -85,10 +99,14 @@ def judge(
     bootstraps_stopped: list[dict] | None = None,
     ranks_per_node: int = 1,
     sybil_report: Path | None = None,
+    honest: int | None = None,
+    seed: int | None = None,
 ) -> int:
     """Write summary.json; non-zero exit when the swarm did not do its job.
 
-    A late joiner is judged on what it can do: be in the swarm at the end with the same state.
+    `peers` counts every node, `honest` the honest ones (they come first in `configs`; default: all
+    but the cheaters). A late joiner is judged on what it can do: be in the swarm at the end with
+    the same state. With cheaters, every one must be excluded and no honest node may fail a check.
     """
     from node.trainer import params
     from node.trainer.model import build_model
@@ -101,8 +119,13 @@ def judge(
     payload_sizes = [log[r].payload_bytes for log in logs for r in log if log[r].payload_bytes is not None]
     state_uploads = [log[r].upload_state_bytes for log in logs for r in log]
     dense = 4 * params.numel(build_model(spec.model.preset, spec.model.seed))
+    honest = peers - len(cheaters) if honest is None else honest
+    honest_hotkeys = {x.hotkey for log in logs[:honest] for x in log.values()}
+    shares = {log[min(log)].hotkey: verify_shares(log) for log in logs if log}
     summary = {
+        "seed": seed,
         "peers": peers,
+        "honest": honest,
         "rounds_completed": completed,
         "eval_loss": [logs[0][r].eval_loss for r in sorted(logs[0])] if logs else [],
         "final_state_hashes": final,
@@ -113,13 +136,18 @@ def judge(
         "codec": spec.codec.name,
         "rounds_with_manifest": sum(1 for r in logs[0].values() if r.manifest_entries >= 2) if logs else 0,
         "state_syncs": sum(1 for log in logs for r in log if log[r].resynced),
-        # Only validators' verdicts count (a cheater can sign any verdict it likes about anyone);
-        # every node's verdicts, cheaters' included, are in verdicts_all.
-        "verdicts": verdict_counts(logs[:VALIDATOR_PERMITS]),
+        # Only the honest nodes' verdicts count (every honest node is a validator; a cheater can sign
+        # any verdict it likes about anyone); every node's verdicts, cheaters' included, are in verdicts_all.
+        "verdicts": verdict_counts(logs[:honest]),
         "verdicts_all": verdict_counts(logs),
+        "failing_verdicts_on_honest": failing_verdicts_on(logs[:honest], honest_hotkeys),
         "adversaries": cheaters,
         "excluded_from_round": {h: excluded_from(h, logs[0] if logs else {}, rounds) for h in cheaters},
-        "verify_cost": {log[min(log)].hotkey: verify_cost(log) for log in logs if log},
+        # verifying compute / training compute per round (window forward+backward = 3 forwards): the worst round, the mean
+        "verify_share": {h: max(v) if v else None for h, v in shares.items()},
+        "verify_share_mean": {h: round(mean(v), 4) if v else None for h, v in shares.items()},
+        "verify_wall_share": {log[min(log)].hotkey: verify_wall_share(log) for log in logs if log},
+        "min_inner_steps": {log[min(log)].hotkey: min_inner_steps(log) for log in logs if log},
         "node_exit_codes": codes,
         "bootstraps": BOOTSTRAPS,
         "bootstraps_stopped": bootstraps_stopped or [],  # [{bootstrap, peer_id, round}]: round is the first without it
@@ -156,6 +184,12 @@ def judge(
         problems.append(f"node exit codes {codes}")
     if summary.get("rank_state_hashes_agree") is False:
         problems.append("the ranks of the nodes do not all hold the final state")
+    if cheaters:
+        kept = [h for h, r in summary["excluded_from_round"].items() if r is None]
+        if kept:
+            problems.append(f"adversaries never excluded: {', '.join(kept)}")
+        if summary["failing_verdicts_on_honest"]:
+            problems.append(f"{summary['failing_verdicts_on_honest']} failing verdicts on honest nodes")
     evals = [e for e in summary["eval_loss"] if e is not None]
     print(f"summary: {out / 'summary.json'}")
     if evals:

@@ -59,23 +59,27 @@ def test_late_joiner_syncs_to_the_signed_state(tmp_path):
 
 @pytest.mark.slow
 def test_adversaries_are_caught_and_excluded(tmp_path):
-    proc, summary = run_demo(tmp_path, "--peers", "4", "--adversaries", "copy,noise,wrong-pages", "--rounds", "10", timeout=900)
+    kinds = ["copy", "noise", "wrong-pages", "scaled", "stale"]
+    proc, summary = run_demo(tmp_path, "--peers", "4", "--adversaries", ",".join(kinds), "--rounds", "10", timeout=1200)
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
-    copier, noise, wrong_pages = summary["adversaries"]  # in the order of --adversaries
+    cheaters = dict(zip(kinds, summary["adversaries"], strict=True))  # in the order of --adversaries
     excluded = summary["excluded_from_round"]
-    assert excluded[copier] == 0  # announced after the reveal time: never collected at all
-    assert excluded[noise] is not None and excluded[noise] <= 5
-    assert summary["verdicts"][noise]["fail"] >= 1
+    assert excluded[cheaters["copy"]] == 0  # announced after the reveal time: never collected at all
+    for kind, hotkey in cheaters.items():
+        assert excluded[hotkey] is not None and excluded[hotkey] <= 5, (kind, excluded)
+    for kind in ("noise", "wrong-pages"):
+        assert summary["verdicts"][cheaters[kind]]["fail"] >= 1, (kind, summary["verdicts"])
     honest = set(summary["final_state_hashes"]) - set(summary["adversaries"])
+    assert len(honest) == 4
+    assert summary["failing_verdicts_on_honest"] == 0
     assert all(summary["verdicts"].get(h, {"fail": 0})["fail"] == 0 for h in honest)
+    assert all(summary["verify_share"][h] is not None and summary["verify_share"][h] <= 0.10 for h in honest), summary["verify_share"]
     # every record a node made replays to the same verdict
     store = tmp_path / "nodes" / "node0" / "audit"
     replay = subprocess.run(
         [sys.executable, "-m", "node.cli", "audit", "replay", "--store", str(store)], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert replay.returncode == 0, replay.stdout + replay.stderr
-    assert excluded[wrong_pages] is not None and excluded[wrong_pages] <= 5
-    assert summary["verdicts"][wrong_pages]["fail"] >= 1
 
 
 @pytest.mark.slow
