@@ -19,6 +19,9 @@ from node.outer.contributions import ContributionPool
 from node.outer.optimizer import OuterState
 from node.round.states import Base
 from node.round.train import Work, Worker
+from node.trainer import params
+from node.trainer.inner import first_batch, row_losses
+from protocol.assignment import assign_pages, train_seed
 from protocol.schedule import Deadlines
 
 if TYPE_CHECKING:
@@ -105,6 +108,31 @@ class Stale(Worker):
         return source
 
 
+def committed_losses(worker: Worker, r: int, base: OuterState) -> tuple[float, ...]:
+    """The first-batch losses an honest node of this hotkey would commit to: one forward pass."""
+    train = worker.spec.train
+    pages = assign_pages(worker.run_id, r, worker.hotkey, worker.corpus.num_pages, worker.spec.data.pages_per_round, worker.excluded)
+    batch = first_batch(worker.corpus.pages(pages), train.batch_size, train.seq_len, train_seed(worker.run_id, r, worker.hotkey))
+    params.load_flat(worker.model, base.theta.to(worker.device))
+    return tuple(row_losses(worker.model, batch, worker.device))
+
+
+class ForgedWrongPages(WrongPages):
+    """Trains on another identity's pages, but commits to the first-batch losses of its own."""
+
+    def train_and_compress(self, r: int, base: OuterState, deadline: float) -> tuple[float, bytes, tuple[float, ...]]:
+        loss, payload, _ = super().train_and_compress(r, base, deadline)
+        return loss, payload, committed_losses(self, r, base)
+
+
+class ForgedStale(Stale):
+    """Trains from the previous round's state, but commits to first-batch losses computed at θ_r."""
+
+    def train_and_compress(self, r: int, base: OuterState, deadline: float) -> tuple[float, bytes, tuple[float, ...]]:
+        loss, payload, _ = super().train_and_compress(r, base, deadline)
+        return loss, payload, committed_losses(self, r, base)
+
+
 @dataclass
 class Copy(Worker):
     """Trains nothing: republishes the first other payload it can get, as its own."""
@@ -139,6 +167,8 @@ WORKERS: dict[str, type[Worker]] = {
     "negated": Negated,
     "late": Late,
     "shrunk": Shrunk,
+    "forged-wrong-pages": ForgedWrongPages,
+    "forged-stale": ForgedStale,
 }
 KINDS = tuple(WORKERS)
 

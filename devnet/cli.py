@@ -16,7 +16,7 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         "--adversaries",
         default="",
         metavar="KINDS",
-        help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale,few-steps,half-steps,negated,late,shrunk",
+        help="comma list of cheaters to add: copy,noise,wrong-pages,scaled,stale,few-steps,half-steps,negated,late,shrunk,forged-wrong-pages,forged-stale",
     )
     demo.add_argument(
         "--seed",

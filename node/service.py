@@ -135,7 +135,7 @@ class SwarmNode:
             self.corpus,
             self.excluded,
             self.spec.data.pages_per_round,
-            t.seq_len,
+            t,
             self.audit,
             VerifierSettings(samples=self.config.verify_samples),
         )

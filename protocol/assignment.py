@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import hashlib
 
-# Labels of the seeds that are not page draws. Every honest node derives them alike,
-# so a verifier can recompute a trainer's batch order and its own reference order.
+# The label of the seed of a trainer's batch draws: every honest node derives it alike,
+# so a verifier can recompute a trainer's batch order.
 TRAIN_SEED = "train-seed"
-REFERENCE = "reference"
 
 
 def derive(*parts: bytes | str | int) -> bytes:
@@ -61,23 +60,22 @@ def assign_pages(run_id: bytes, round_: int, hotkey: str, num_pages: int, count:
     return chosen
 
 
-def verification_targets(run_id: bytes, round_: int, verifier: str, candidates: list[str], count: int) -> list[str]:
-    """Which contributions `verifier` checks in `round_`: a seeded draw others can reproduce."""
+def verification_targets(run_id: bytes, round_: int, verifier: str, beacon: bytes, candidates: list[str], count: int) -> list[str]:
+    """Which contributions `verifier` work-checks in `round_`: a draw others can reproduce, seeded by
+    the round's `beacon` (its manifest digest), which nobody knew while training, so a node cannot
+    cheat only in the rounds nobody will check it."""
     others = sorted(set(candidates) - {verifier})
-    return sorted(others, key=lambda hotkey: derive(run_id, "verify-target", round_, verifier, hotkey))[:count]
+    return sorted(others, key=lambda hotkey: derive(run_id, "verify-target", round_, verifier, beacon, hotkey))[:count]
 
 
-def check_pages(run_id: bytes, round_: int, verifier: str, subject: str, assigned: list[int], count: int) -> list[int]:
-    """The `count` of the subject's assigned pages a verifier evaluates its contribution on."""
-    return sorted(assigned, key=lambda page: derive(run_id, "check-page", round_, verifier, subject, page))[:count]
-
-
-def control_pages(run_id: bytes, round_: int, verifier: str, count: int, num_pages: int, excluded: frozenset[int]) -> list[int]:
+def control_pages(
+    run_id: bytes, round_: int, verifier: str, beacon: bytes, count: int, num_pages: int, excluded: frozenset[int]
+) -> list[int]:
     """`count` pages outside `excluded` (nobody trained on them this round): the yardstick a
-    verifier holds every contribution of the round against, so their losses are computed once."""
+    verifier holds every contribution of the round against, so their gradients are computed once."""
     if num_pages - len(excluded) < count:
         raise ValueError("not enough unassigned pages for control pages")
-    seed = derive(run_id, "control-pages", round_, verifier)
+    seed = derive(run_id, "control-pages", round_, verifier, beacon)
     control: list[int] = []
     counter = 0
     while len(control) < count:
@@ -88,12 +86,12 @@ def control_pages(run_id: bytes, round_: int, verifier: str, count: int, num_pag
     return control
 
 
+def pick(run_id: bytes, label: str, round_: int, verifier: str, beacon: bytes, subject: str, index: int, choices: int) -> int:
+    """A seeded choice in range(choices), for the windows a check reads (which trained window of a
+    page, which rows of the first batch, where a control window starts)."""
+    return _draw(derive(run_id, label, round_, verifier, beacon, subject, index), 0, choices)
+
+
 def train_seed(run_id: bytes, round_: int, hotkey: str) -> int:
     """The seed of `hotkey`'s inner-loop batch draws in a round."""
     return int.from_bytes(derive(run_id, TRAIN_SEED, round_, hotkey)[:8], "little")
-
-
-def reference_order(run_id: bytes, round_: int, verifier: str, subject: str, others: list[str]) -> list[str]:
-    """The other contributions of a round in the verifier's seeded order: the first few are the
-    yardstick that `subject`'s work is measured against."""
-    return sorted(others, key=lambda hotkey: derive(run_id, REFERENCE, round_, verifier, subject, hotkey))

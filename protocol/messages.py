@@ -18,6 +18,7 @@ MAX_PEER_ID = 64  # libp2p peer id multihash (ed25519 identity: 38 bytes)
 MAX_CODEC_NAME = 32
 MAX_MANIFEST_ENTRIES = 256
 MAX_SIGNED_MESSAGE_BYTES = 32768  # the wire bound of the largest signed message, a manifest
+MAX_BATCH_ROWS = 64
 
 
 @message("peer_binding", max_bytes=512)
@@ -45,6 +46,9 @@ class ContributionMeta:
     nbytes: int
     codec: str = bounded(max_len=MAX_CODEC_NAME)
     base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # θ_r it was trained from
+    # The training loss of each row of the first inner step's batch, which starts at θ_r: a verifier
+    # recomputes some of them, so a node that trained from another state cannot claim θ_r.
+    first_losses: tuple[float, ...] = bounded(max_len=MAX_BATCH_ROWS, default=())
     signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
 
 
@@ -103,8 +107,9 @@ class StateAnnouncement:
 
 
 MAX_CHECK_PAGES = 32
-MAX_METRICS = 32
+MAX_METRICS = 48
 MAX_COMPARED = 64
+MAX_EVIDENCE = 32
 
 
 @dataclass(frozen=True)
@@ -113,7 +118,16 @@ class Metric:
     value: float
 
 
-@message("verification_record", max_bytes=16384)
+@dataclass(frozen=True)
+class Evidence:
+    """An earlier trusted record's work statistic about the same subject: an input of the pooled verdict."""
+
+    record: bytes = bounded(exact_len=DIGEST_BYTES)  # the record's digest (node/audit/store.py)
+    round: int
+    work_z: float
+
+
+@message("verification_record", max_bytes=24576)
 @dataclass(frozen=True)
 class VerificationRecord:
     """One verifier's signed verdict on one contribution, naming every input by digest.
@@ -131,10 +145,14 @@ class VerificationRecord:
     base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # θ_r
     claimed_base_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # what the subject said it trained from
     codec: str = bounded(max_len=MAX_CODEC_NAME)
-    assigned_pages: tuple[int, ...] = bounded(max_len=MAX_CHECK_PAGES)
+    claimed_losses: tuple[float, ...] = bounded(max_len=MAX_BATCH_ROWS)  # the subject's first_losses
+    beacon: bytes = bounded(exact_len=DIGEST_BYTES)  # round r's manifest digest: seeds the windows, unknown while training
+    assigned_pages: tuple[int, ...] = bounded(max_len=MAX_CHECK_PAGES)  # all of the subject's pages, in assignment order
     control_pages: tuple[int, ...] = bounded(max_len=MAX_CHECK_PAGES)
     page_digests: tuple[bytes, ...] = bounded(max_len=2 * MAX_CHECK_PAGES)  # assigned, then control
     compared: tuple[ManifestEntry, ...] = bounded(max_len=MAX_COMPARED)  # other contributions of the round
+    previous: tuple[ManifestEntry, ...] = bounded(max_len=MAX_COMPARED)  # round r-1's contributions, for copies
+    evidence: tuple[Evidence, ...] = bounded(max_len=MAX_EVIDENCE)  # earlier trusted work checks of the subject
     metrics: tuple[Metric, ...] = bounded(max_len=MAX_METRICS)  # prior_* are inputs: the verifier's history
     tolerances: tuple[Metric, ...] = bounded(max_len=MAX_METRICS)
     verdict: str = bounded(max_len=8)  # "pass" | "fail"
@@ -151,6 +169,10 @@ class VerificationRecord:
 
     def metric(self, name: str) -> float:
         return next(m.value for m in self.metrics if m.name == name)
+
+    def inputs(self) -> tuple[bytes, ...]:
+        """The digests of every blob the record names: the payloads compared and the pages read."""
+        return (self.payload_digest, *(e.digest for e in (*self.compared, *self.previous)), *self.page_digests)
 
 
 SignedMessage = PeerBinding | ContributionMeta | RoundManifest | StateAnnouncement | VerificationRecord

@@ -74,60 +74,58 @@ def harness(request, tmp_path, monkeypatch, btcli_cache):
 
 @pytest.fixture(scope="module")
 def audit_store(tmp_path_factory):
-    """A store holding the records of one verified round of three synthetic contributions."""
-    import torch
+    """A store holding the records of one verified round of three contributions trained as nodes train
+    (their pages, their seeds, their first-batch losses), all three work-checked."""
+    from dataclasses import replace
 
     from node.audit.store import AuditStore
+    from node.config import TrainSpec
     from node.data.build import build_corpus_from_bytes
     from node.outer.optimizer import OuterState
+    from node.round.train import local_delta
     from node.trainer import params
+    from node.trainer.inner import InnerTrainer, first_batch, row_losses
     from node.trainer.model import build_model
+    from node.verifier.scores import Scoreboard
     from node.verifier.verifier import Contribution, Verifier, VerifierSettings
     from protocol import signing
-    from protocol.assignment import eval_pages
+    from protocol.assignment import assign_pages, eval_pages, train_seed
     from protocol.compression import get_codec
     from protocol.messages import ContributionMeta
 
-    spec = RunSpec()
+    spec = replace(RunSpec(), train=TrainSpec(inner_steps=8, batch_size=4, seq_len=64, warmup_steps=0))
     run = spec.run_id
     root = tmp_path_factory.mktemp("audit")
     text = b"".join(f"def function_{i}(x):\n    return x * {i} + {i % 7}\n\n".encode() for i in range(3000))
     corpus = build_corpus_from_bytes("synthetic", text, root / "corpus", page_tokens=512)
     store = AuditStore(root / "store")
     store.write_spec(spec)
-    verifier_key = keypair("Verifier")
     excluded = frozenset(eval_pages(run, corpus.num_pages, 2))
     verifier = Verifier(
-        run,
-        verifier_key,
-        "tiny",
-        corpus,
-        excluded,
-        pages_per_round=2,
-        seq_len=128,
-        store=store,
-        settings=VerifierSettings(samples=3, pages_per_check=1, windows_per_page=2),
-    )
-    base = OuterState.fresh(params.flatten(build_model("tiny", 0)))
+        run, keypair("Verifier"), "tiny", corpus, excluded, pages_per_round=2, train=spec.train, store=store,
+        settings=VerifierSettings(samples=3, control_pages=4),
+    )  # fmt: skip
+    model = build_model("tiny", 0)
+    base = OuterState.fresh(params.flatten(model))
     codec = get_codec(spec.codec.codec_spec())
     contributions = {}
-    for i, name in enumerate(("A", "B", "C")):
+    for name in ("A", "B", "C"):
         key = keypair(name)
-        delta = torch.randn(base.theta.numel(), generator=torch.Generator().manual_seed(i)) * 1e-3
+        hotkey, seed = key.ss58_address, train_seed(run, 0, key.ss58_address)
+        pages = corpus.pages(assign_pages(run, 0, hotkey, corpus.num_pages, 2, excluded))
+        params.load_flat(model, base.theta)
+        first = tuple(row_losses(model, first_batch(pages, spec.train.batch_size, spec.train.seq_len, seed)))
+        trainer = InnerTrainer.from_spec(model, spec.train, "cpu")
+        _, delta = local_delta(model, trainer, base.theta, pages, spec.train.inner_steps, seed)
         payload = codec.encode(delta)
         meta = ContributionMeta(
-            run_id=run,
-            round=0,
-            hotkey=key.ss58_address,
-            peer_id=b"p",
-            digest=hashlib.sha256(payload).digest(),
-            nbytes=len(payload),
-            codec=spec.codec.name,
-            base_state_hash=base.state_hash(),
-        )
-        contributions[key.ss58_address] = Contribution(signing.sign(meta, key), codec.decode(payload, base.theta.numel()), payload)
-    records = verifier.verify_round(0, base, base.state_hash(), contributions)
+            run_id=run, round=0, hotkey=hotkey, peer_id=b"p", digest=hashlib.sha256(payload).digest(), nbytes=len(payload),
+            codec=spec.codec.name, base_state_hash=base.state_hash(), first_losses=first,
+        )  # fmt: skip
+        contributions[hotkey] = Contribution(signing.sign(meta, key), codec.decode(payload, base.theta.numel()), payload)
+    records = verifier.verify_round(0, base, base.state_hash(), b"beacon".ljust(32, b"."), contributions, {}, Scoreboard())
     assert len(records) == 3 and {r.subject for r in records} == set(contributions)
+    assert all(r.metric("work_checked") == 1.0 for r in records), [r.reason for r in records]
     for record in records:
         signing.verify(record, run)
         assert record.base_state_hash == base.state_hash() and record.verdict in ("pass", "fail")

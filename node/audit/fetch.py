@@ -77,7 +77,7 @@ async def _fetch(p2p: P2P, peer_id: PeerID, first: int, last: int, store: AuditS
         signing.verify(record, spec.run_id)
         if not first <= record.round <= last:
             raise AuditError(f"record {digest.hex()[:16]} is from round {record.round}, outside the range asked for")
-        for blob in (record.payload_digest, *(e.digest for e in record.compared), *record.page_digests):
+        for blob in record.inputs():
             data = await get("blob", blob_limit, blob)
             if hashlib.sha256(data).digest() != blob:
                 raise AuditError(f"input {blob.hex()[:16]} does not match its digest")

@@ -13,11 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from node.audit.store import AuditError, AuditStore
+from node.audit.store import EVIDENCE, RECORDS, AuditError, AuditStore, record_path
 from node.trainer import params
 from node.trainer.model import build_model
 from node.verifier.checks import CheckInputs, Tolerances, run_checks
+from node.verifier.windows import Draw, control_windows, first_rows, trained_windows
 from protocol import signing
+from protocol.assignment import train_seed
 from protocol.compression import CompressionError, get_codec
 from protocol.messages import VerificationRecord
 from protocol.wire import ProtocolError
@@ -69,33 +71,58 @@ class Replayer:
             raise AuditError(f"record uses codec {rec.codec!r}, the run uses {self.spec.codec.name!r}")
         tolerance_pairs = [(m.name, m.value) for m in rec.tolerances]
         tol = Tolerances.from_pairs(tolerance_pairs)
-        windows = int(dict(tolerance_pairs)["windows_per_page"])
-        base = self.store.state(rec.base_state_hash, self.numel)
-        vector = self.codec.decode(self.store.blob(rec.payload_digest), self.numel)
-        others = [self.codec.decode(self.store.blob(e.digest), self.numel) for e in rec.compared]
-        pages = [np.frombuffer(self.store.blob(d), dtype=np.uint8) for d in rec.page_digests]
-        n_assigned = len(rec.assigned_pages)
-        inputs = CheckInputs(
-            theta=base.theta,
-            vector=vector,
-            others=others,
-            assigned=pages[:n_assigned],
-            control=pages[n_assigned:],
-            stale=rec.claimed_base_hash != rec.base_state_hash,
-            prior_specificities=prior_specificities(rec),
-        )
-        result = run_checks(self.model, inputs, self.spec.train.seq_len, windows, tol)
+        result = run_checks(self.model, self.inputs(rec, int(dict(tolerance_pairs)["first_rows"])), tol)
         recorded = {m.name: m.value for m in rec.metrics}
         if set(recorded) != set(result.metrics):
             raise AuditError(f"metrics differ in name: {sorted(set(recorded) ^ set(result.metrics))}")
         diffs = {k: abs(recorded[k] - result.metrics[k]) for k in recorded}
         worst = max(diffs, key=diffs.get)
-        problem = ""
+        problem = self._evidence_problem(rec)
         if result.verdict != rec.verdict:
             problem = f"verdict {rec.verdict} replays as {result.verdict}"
         elif diffs[worst] > tol.replay_atol:
             problem = f"{worst} differs by {diffs[worst]:.3g} (tolerance {tol.replay_atol:g})"
         return ReplayRow(digest, rec.round, rec.subject, rec.verdict, result.verdict, diffs[worst], problem)
+
+    def inputs(self, rec: VerificationRecord, rows: int) -> CheckInputs:
+        """The record's CheckInputs, rebuilt from the store: the windows are derived again from the
+        subject's public training seed and the record's beacon, not taken from the record."""
+        t = self.spec.train
+        base = self.store.state(rec.base_state_hash, self.numel)
+        pages = [np.frombuffer(self.store.blob(d), dtype=np.uint8) for d in rec.page_digests]
+        assigned, control = pages[: len(rec.assigned_pages)], pages[len(rec.assigned_pages) :]
+        seed = train_seed(rec.run_id, rec.round, rec.subject)
+        draw = Draw(rec.run_id, rec.round, rec.hotkey, rec.beacon, rec.subject)
+        indices, first = first_rows(assigned, seed, t.batch_size, t.seq_len, rows, draw)
+        claimed = tuple(rec.claimed_losses[i] for i in indices) if len(rec.claimed_losses) == t.batch_size else ()
+        checked = rec.metric("work_checked") == 1.0
+        return CheckInputs(
+            theta=base.theta,
+            vector=self._decode(rec.payload_digest),
+            others=[self._decode(e.digest) for e in rec.compared],
+            previous=[self._decode(e.digest) for e in rec.previous],
+            control=control_windows(control, t.seq_len, Draw(rec.run_id, rec.round, rec.hotkey, rec.beacon, "")),
+            first=first,
+            claimed=claimed,
+            trained=trained_windows(assigned, seed, t.inner_steps, t.batch_size, t.seq_len, draw) if checked else None,
+            stale=rec.claimed_base_hash != rec.base_state_hash,
+            prior_alignment=prior_alignment(rec),
+            prior_work=tuple(e.work_z for e in rec.evidence),
+        )
+
+    def _decode(self, digest: bytes):
+        return self.codec.decode(self.store.blob(digest), self.numel)
+
+    def _evidence_problem(self, rec: VerificationRecord) -> str:
+        """A pooled record the store holds must say what the evidence says it said."""
+        for item in rec.evidence:
+            for folder in (RECORDS, EVIDENCE):
+                path = record_path(self.store.root, folder, item.round, item.record)
+                if path.exists():
+                    held = self.store.read_record(path)
+                    if held.subject != rec.subject or held.metric("work_z") != item.work_z:
+                        return f"evidence {item.record.hex()[:16]} does not match the record it names"
+        return ""
 
 
 def format_rows(rows: list[ReplayRow]) -> str:
@@ -107,12 +134,12 @@ def format_rows(rows: list[ReplayRow]) -> str:
     return "\n".join(lines)
 
 
-def prior_specificities(rec: VerificationRecord) -> tuple[float, ...]:
-    """The verifier's history of the subject, as the record states it (an input of the verdict)."""
-    count = int(rec.metric("prior_count"))
-    if not 0 <= count <= len(rec.metrics):
-        raise AuditError(f"record claims {count} prior specificities")
+def prior_alignment(rec: VerificationRecord) -> tuple[float, ...]:
+    """The verifier's earlier log alignments of the subject, as the record states them (an input of the verdict)."""
+    count = sum(1 for m in rec.metrics if m.name.startswith("prior_alignment_"))
+    if count > int({m.name: m.value for m in rec.tolerances}.get("evidence_rounds", 0)):
+        raise AuditError(f"record claims {count} prior alignments")
     try:
-        return tuple(rec.metric(f"prior_specificity_{i}") for i in range(count))
+        return tuple(rec.metric(f"prior_alignment_{i}") for i in range(count))
     except StopIteration:
-        raise AuditError("record lacks a prior specificity it counts") from None
+        raise AuditError("record lacks a prior alignment it counts") from None

@@ -30,6 +30,13 @@ from protocol.wire import ProtocolError
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
+RECORDS, EVIDENCE = "records", "evidence"
+
+
+def record_path(root: Path, folder: str, round_: int, digest: bytes) -> Path:
+    return root / folder / str(round_) / f"{digest.hex()}.rec"
+
+
 class AuditError(Exception):
     """A missing, corrupt or tampered entry in an audit store."""
 
@@ -57,22 +64,24 @@ class AuditStore:
         if not path.exists():
             atomic_write(path, serialize_state(state, round_))
 
-    def put_record(self, record: VerificationRecord) -> bytes:
+    def put_record(self, record: VerificationRecord, folder: str = RECORDS) -> bytes:
+        """A record of ours (RECORDS, replayed by auditors), or a validator's that a check of ours pooled
+        with (EVIDENCE: compared with what our record says it said, not replayed: we lack its inputs)."""
         data = wire.encode(record)
         digest = hashlib.sha256(data).digest()
-        atomic_write(self.root / "records" / str(record.round) / f"{digest.hex()}.rec", data)
+        path = record_path(self.root, folder, record.round, digest)
+        if not path.exists():
+            atomic_write(path, data)
         return digest
 
     def prune(self, before_round: int) -> None:
         """Forget records older than `before_round` (inputs no record names any more go with them)."""
-        for folder in (self.root / "records").glob("*"):
+        for folder in [*(self.root / RECORDS).glob("*"), *(self.root / EVIDENCE).glob("*")]:
             if folder.name.isdigit() and int(folder.name) < before_round:
                 shutil.rmtree(folder, ignore_errors=True)
         keep_blobs, keep_states = set(), set()
         for _, record in self.records():
-            keep_blobs.add(record.payload_digest.hex())
-            keep_blobs.update(e.digest.hex() for e in record.compared)
-            keep_blobs.update(d.hex() for d in record.page_digests)
+            keep_blobs.update(d.hex() for d in record.inputs())
             keep_states.add(record.base_state_hash.hex())
         for path in (self.root / "blobs").glob("*"):
             if path.name not in keep_blobs:

@@ -45,13 +45,13 @@ async def run_round(node: SwarmNode, r: int) -> None:
 
     work = await train(node, r, base, d, report)
     if work is not None and time.time() < work.publish_until:
-        await publish(node.board, node.pool, node.files.payloads, r, work.payload, base, node.spec.codec.name)
+        await publish(node.board, node.pool, node.files.payloads, r, work.payload, base, node.spec.codec.name, work.first_losses)
     settled = await node.collector.until_manifest(r, base, d)
     manifest = await apply_or_sync(node, r, base, settled, d, report)
     if node.states.round == r + 1:
         await announce(node.board, node.states.current)
-    if base.round == r and node.config.verify_samples:
-        node.verification.start(r, base)
+    if base.round == r and node.config.verify_samples and manifest is not None:
+        node.verification.start(r, base, manifest, {n.hotkey for n in node.chain.neurons() if n.validator_permit})
     await finish_round(node, r, report, manifest, served_before)
 
 
@@ -104,7 +104,9 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
     report.in_sync = manifest is None or states.hash == manifest.result_state_hash
     report.upload_payload_bytes = node.swarm.bytes_served["payload"] - served_before["payload"]
     report.upload_state_bytes = node.swarm.bytes_served["state"] - served_before["state"]
-    report.verdicts, report.verify_seconds = node.verification.take()
+    report.verdicts, report.verify_seconds, units = node.verification.take()
+    t = node.spec.train
+    report.verify_share = round(units / (3 * t.inner_steps * t.batch_size), 4)  # a training window: forward and backward
     await finish.report_defences(report, node.swarm, node.board.unregistered, node.memory)
     if (r + 1) % node.config.weights_every == 0:
         await asyncio.to_thread(finish.set_weights, node.chain, node.keypair, node.scores)

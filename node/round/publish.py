@@ -22,7 +22,7 @@ PAYLOAD_FILE_ROUNDS = 32  # own payloads stay on disk this long (what was publis
 
 
 async def publish(
-    board: Board, pool: ContributionPool, payload_dir: Path, r: int, payload: bytes, base: Base, codec: str
+    board: Board, pool: ContributionPool, payload_dir: Path, r: int, payload: bytes, base: Base, codec: str, first_losses: tuple[float, ...]
 ) -> ContributionMeta:
     digest = hashlib.sha256(payload).digest()
     await asyncio.to_thread(atomic_write, payload_dir / f"{r}-{digest.hex()}.bin", payload)
@@ -35,6 +35,7 @@ async def publish(
         nbytes=len(payload),
         codec=codec,
         base_state_hash=base.hash,
+        first_losses=first_losses,
     )
     pool.add_own(meta, payload)
     return await board.post(meta)

@@ -21,7 +21,7 @@ from node.outer.optimizer import OuterState
 from node.round.states import Base
 from node.trainer import params
 from node.trainer.distributed import RankedTrainer
-from node.trainer.inner import InnerTrainer
+from node.trainer.inner import InnerTrainer, first_batch, row_losses
 from protocol.assignment import assign_pages, train_seed
 from protocol.compression import Codec, ErrorFeedback
 from protocol.schedule import Deadlines
@@ -39,6 +39,7 @@ class Work:
     loss: float | None = None  # None when the payload was not trained here
     steps: int = 0
     seconds: float = 0.0
+    first_losses: tuple[float, ...] = ()  # each row's loss in the first inner step, at θ_r
 
 
 @dataclass
@@ -77,24 +78,27 @@ class Worker:
         if time.time() >= deadlines.train_end:
             return None
         started = time.time()
-        loss, payload = await asyncio.to_thread(self.train_and_compress, r, base.state, deadlines.train_end)
-        return Work(payload, deadlines.reveal, loss, self.trainer.last_steps, round(time.time() - started, 3))
+        loss, payload, first = await asyncio.to_thread(self.train_and_compress, r, base.state, deadlines.train_end)
+        return Work(payload, deadlines.reveal, loss, self.trainer.last_steps, round(time.time() - started, 3), first)
 
-    def train_and_compress(self, r: int, base: OuterState, deadline: float) -> tuple[float, bytes]:
+    def train_and_compress(self, r: int, base: OuterState, deadline: float) -> tuple[float, bytes, tuple[float, ...]]:
+        """(mean training loss, payload, the first batch's row losses)."""
         source = self.start_state(base)
         theta = source.theta.to(self.device)
         pages = assign_pages(
             self.run_id, r, self.pages_of(self.hotkey), self.corpus.num_pages, self.spec.data.pages_per_round, self.excluded
         )
         seed = train_seed(self.run_id, r, self.hotkey)
+        tokens = self.corpus.pages(pages)
+        train = self.spec.train
+        params.load_flat(self.model, theta)
+        first = tuple(row_losses(self.model, first_batch(tokens, train.batch_size, train.seq_len, seed), self.device))
         if self.ranked is None:
-            loss, delta = local_delta(
-                self.model, self.trainer, theta, self.corpus.pages(pages), self.spec.train.inner_steps, seed, deadline
-            )
+            loss, delta = local_delta(self.model, self.trainer, theta, tokens, self.steps(), seed, deadline)
         else:  # every rank trains on its rows of the same batches; rank 0 gets the result
-            loss, trained = self.ranked.train(source.theta, pages, seed, self.spec.train.inner_steps, deadline)
+            loss, trained = self.ranked.train(source.theta, pages, seed, self.steps(), deadline)
             delta = theta - trained.to(self.device)
-        return loss, self.feedback.step(self.update(delta, r), self.codec, beta=self.spec.codec.error_feedback_beta)
+        return loss, self.feedback.step(self.update(delta, r), self.codec, beta=self.spec.codec.error_feedback_beta), first
 
     # The honest choices; a cheater changes one of them.
 
@@ -105,6 +109,10 @@ class Worker:
     def start_state(self, base: OuterState) -> OuterState:
         """The state training starts from."""
         return base
+
+    def steps(self) -> int:
+        """How many inner steps this node takes (the deadline may cut them short)."""
+        return self.spec.train.inner_steps
 
     def update(self, delta: torch.Tensor, r: int) -> torch.Tensor:
         """The pseudo-gradient that goes into the payload."""

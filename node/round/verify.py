@@ -1,24 +1,32 @@
-"""Verify: check a sample of round r's contributions against θ_r while the next round trains.
+"""Verify: check round r's contributions against θ_r while the next round trains.
 
-At most one round is checked at a time: when a check outlasts its round, the
-next round's is skipped rather than queued, so verification can never fall
-further and further behind. Verdicts go into this node's scoreboard and out to
-the DHT as signed records; the validators' records of the last rounds are read
-back before a manifest is chosen, because a validator's stake vouches for them.
+Only validators verify: a verdict counts for others only when a permit holder
+signs it, so anyone else's checks would be compute spent for nobody. At most
+one round is checked at a time: when a check outlasts its round, the next
+round's is skipped rather than queued, so verification can never fall further
+and further behind. Before checking, the validators' records of the last rounds
+about the round's subjects are read into the scoreboard: they are the evidence a
+check pools with (node/verifier/checks.py). Verdicts go into the scoreboard and
+out to the DHT as signed records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from dataclasses import dataclass, field
 
-from node.audit.store import AuditStore
+from node.audit.store import EVIDENCE, AuditStore
 from node.outer.contributions import ContributionPool
 from node.round.states import Base
 from node.swarm.board import Board
 from node.verifier.scores import Scoreboard
 from node.verifier.verifier import Contribution, Verifier
+from protocol import wire
+from protocol.messages import RoundManifest
+
+EVIDENCE_READ_ROUNDS = 2  # earlier rounds whose validators' records are read before checking
 
 
 @dataclass
@@ -31,25 +39,36 @@ class Verification:
     audit_rounds: int
     verdicts: list[tuple[int, str, str]] = field(default_factory=list)  # (round, subject, verdict) not yet reported
     seconds: float = 0.0  # spent verifying since the last report
+    units: int = 0  # compute of the last round verified, in forward passes of one window
     _running: asyncio.Task | None = None
 
-    def start(self, r: int, base: Base) -> None:
-        if self._running is None or self._running.done():
-            self._running = asyncio.create_task(self._verify(r, base))
+    def start(self, r: int, base: Base, manifest: RoundManifest, validators: set[str]) -> None:
+        if self.board.keypair.ss58_address in validators and (self._running is None or self._running.done()):
+            self._running = asyncio.create_task(self._verify(r, base, manifest, validators))
 
-    async def _verify(self, r: int, base: Base) -> None:
+    def _contributions(self, r: int) -> dict[str, Contribution]:
         collected = self.pool.rounds.get(r)
         if collected is None:
-            return
+            return {}
         payloads = self.pool.payloads
-        contributions = {
+        return {
             h: Contribution(collected.metas[h], v, payloads[collected.metas[h].digest][1])
             for h, v in collected.vectors.items()
             if collected.metas[h].digest in payloads
         }
-        started = time.time()
-        records = await asyncio.to_thread(self.verifier.verify_round, r, base.state, base.hash, contributions)
+
+    async def _verify(self, r: int, base: Base, manifest: RoundManifest, validators: set[str]) -> None:
+        contributions = self._contributions(r)
+        if not contributions:
+            return
+        await self.read_validators_verdicts(r, sorted(contributions), validators, EVIDENCE_READ_ROUNDS)
+        beacon = hashlib.sha256(wire.encode(manifest)).digest()  # signed after every payload was fixed
+        started, units_before = time.time(), self.verifier.units
+        records = await asyncio.to_thread(
+            self.verifier.verify_round, r, base.state, base.hash, beacon, contributions, self._contributions(r - 1), self.scores
+        )
         self.seconds += time.time() - started
+        self.units = self.verifier.units - units_before
         for record in records:
             self.scores.add(record)
             self.verdicts.append((r, record.subject, record.verdict))
@@ -57,17 +76,20 @@ class Verification:
         await asyncio.to_thread(self.audit.prune, r - self.audit_rounds)
         self.scores.forget_before(r - self.audit_rounds)
 
-    async def read_validators_verdicts(self, r: int, subjects: list[str], validators: set[str]) -> None:
-        """Records of the last two rounds by `validators` (not us) about `subjects`, into the scoreboard."""
+    async def read_validators_verdicts(self, r: int, subjects: list[str], validators: set[str], rounds: int = 2) -> None:
+        """Records of the `rounds` rounds before r by `validators` (not us) about `subjects`, into the
+        scoreboard, and into the audit store's evidence, so the checks that pool them can be replayed."""
         me = self.board.keypair.ss58_address
-        pairs = [(past, subject) for past in (r - 1, r - 2) if past >= 0 for subject in subjects]
+        pairs = [(past, subject) for past in range(r - rounds, r) if past >= 0 for subject in subjects]
         for found in await asyncio.gather(*(self.board.verdicts(past, subject) for past, subject in pairs)):
             for record in found:
                 if record.hotkey in validators and record.hotkey != me:
                     self.scores.add(record)
+                    await asyncio.to_thread(self.audit.put_record, record, EVIDENCE)
 
-    def take(self) -> tuple[list[tuple[int, str, str]], float]:
-        """The verdicts and seconds since the last call, for the round report."""
-        taken = (self.verdicts, round(self.seconds, 3))
-        self.verdicts, self.seconds = [], 0.0
+    def take(self) -> tuple[list[tuple[int, str, str]], float, int]:
+        """The verdicts and seconds since the last call, and the compute units of the last round
+        verified since then (0 if none), for the round report."""
+        taken = (self.verdicts, round(self.seconds, 3), self.units)
+        self.verdicts, self.seconds, self.units = [], 0.0, 0
         return taken

@@ -27,7 +27,7 @@ from node.trainer.shard import Shard
 if TYPE_CHECKING:
     from node.config import TrainSpec
 
-__all__ = ["InnerTrainer", "eval_loss", "sample_windows", "eval_windows"]
+__all__ = ["InnerTrainer", "draw_windows", "eval_loss", "eval_windows", "first_batch", "row_losses", "sample_windows"]
 
 
 def _as_device(device: str | torch.device | None) -> torch.device:
@@ -52,16 +52,25 @@ def _check_pages(pages: Sequence[np.ndarray], seq_len: int) -> list[np.ndarray]:
     return out
 
 
+def draw_windows(page_tokens: Sequence[int], batch_size: int, seq_len: int, gen: torch.Generator) -> list[tuple[int, int]]:
+    """(page index, start offset) of one batch's windows, drawn with ``gen``: the batch order.
+
+    A verifier replays it from the trainer's public seed to know which windows
+    a step trained on, so this is the one place the draw is defined.
+    """
+    page_idx = torch.randint(len(page_tokens), (batch_size,), generator=gen).tolist()
+    u = torch.rand((batch_size,), generator=gen, dtype=torch.float64).tolist()
+    starts = []
+    for pi, ui in zip(page_idx, u, strict=True):
+        n_off = page_tokens[pi] - seq_len  # valid start offsets: 0 .. n_off - 1
+        starts.append((pi, min(int(ui * n_off), n_off - 1)))
+    return starts
+
+
 def sample_windows(pages: Sequence[np.ndarray], batch_size: int, seq_len: int, gen: torch.Generator) -> torch.Tensor:
     """One batch [batch_size, seq_len + 1] (int64, CPU) of random windows drawn with ``gen``."""
-    page_idx = torch.randint(len(pages), (batch_size,), generator=gen).tolist()
-    u = torch.rand((batch_size,), generator=gen, dtype=torch.float64).tolist()
-    rows = []
-    for pi, ui in zip(page_idx, u, strict=True):
-        page = pages[pi]
-        n_off = page.shape[0] - seq_len  # valid start offsets: 0 .. n_off - 1
-        off = min(int(ui * n_off), n_off - 1)
-        rows.append(page[off : off + seq_len + 1])
+    starts = draw_windows([page.shape[0] for page in pages], batch_size, seq_len, gen)
+    rows = [pages[pi][off : off + seq_len + 1] for pi, off in starts]
     return torch.from_numpy(np.stack(rows).astype(np.int64))
 
 
@@ -214,6 +223,25 @@ class InnerTrainer:
                 raise ValueError("the saved inner optimizer state does not fit this model")
         self.optimizer.load_state_dict(state["optimizer"])
         self.step_count = int(state["step_count"])
+
+
+def first_batch(pages: Sequence[np.ndarray], batch_size: int, seq_len: int, seed: int) -> torch.Tensor:
+    """The batch the first inner step of a round seeded with `seed` trains on."""
+    return sample_windows(pages, batch_size, seq_len, torch.Generator(device="cpu").manual_seed(int(seed)))
+
+
+@torch.no_grad()
+def row_losses(model: torch.nn.Module, windows: torch.Tensor, device: str | torch.device | None = None) -> list[float]:
+    """The mean next-token loss of each window, in float32 whatever the device: what a node commits
+    to for its first batch and a verifier recomputes, so the two differ only by summation order."""
+    device = _as_device(device)
+    was_training = model.training
+    model.eval()
+    try:
+        losses = _lm_loss(model, windows.to(device), reduction="none").view(windows.shape[0], -1).mean(dim=1)
+    finally:
+        model.train(was_training)
+    return [float(x) for x in losses.double().cpu()]
 
 
 @torch.no_grad()

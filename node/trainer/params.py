@@ -48,3 +48,8 @@ def as_state_dict(model: torch.nn.Module, flat: torch.Tensor) -> dict[str, torch
 def from_state_dict(named: dict[str, torch.Tensor]) -> torch.Tensor:
     """The flat float32 vector of a full state dict (parameters only), in sorted-name order."""
     return torch.cat([named[name].reshape(-1).float() for name in sorted(named)])
+
+
+def flatten_grad(model: torch.nn.Module) -> torch.Tensor:
+    """All parameter gradients as one flat float32 vector, in the same layout as `flatten` (0 where none)."""
+    return torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).float() for p in _ordered(model)])

@@ -1,73 +1,66 @@
 """The checks behind a VerificationRecord, as one deterministic function of its inputs.
 
-The node calls `run_checks` while verifying; `gradswarm audit replay` calls
-it again on the stored inputs. Nothing here reads the network, the clock or a
+The node calls `run_checks` while verifying; `gradswarm audit replay` calls it
+again on the stored inputs. Nothing here reads the network, the clock or a
 random generator, so the same inputs give the same metrics bit for bit on the
-same machine, and a verdict can only flip across machines when a metric sits
-within `replay_atol` of its threshold.
+same machine. docs/DESIGN.md ("Verification") gives the measurements behind
+every tolerance.
 
-A contribution Δ = θ_r − θ_local is judged by applying it alone with the
-weight it has in the round's average, θ_r − Δ/n for n contributions (a full
-step of one update overshoots once training is under way), and measuring the
-loss gain on pages:
-  - bounds: its norm against the round's median norm (a scaled update fails);
-  - work: its gain on the contributor's assigned pages A, divided by the median
-    gain a seeded sample of the round's other contributions give on those pages
-    (`work_ratio`). Noise, or no training at all, has a ratio near 0 and fails
-    at once;
-  - work on the assigned data: every update improves every page somewhat (they
-    all learn the language), so what marks training on A is that A improves by
-    more than control pages C that nobody was assigned. `own_log_ratio` =
-    log(gain on A / gain on C) for the subject; the other contributions'
-    same log ratio on the same A and C is what A vs C gives without having
-    trained on A (page difficulty cancels), and `specificity` is the
-    difference. Training on other pages gives a specificity near 0, honest
-    work a positive one. One round is noisy, so the verdict uses the median over
-    the subject's recent judged records by this verifier (a median, because one
-    lucky round must not carry a cheater for several rounds; docs/DESIGN.md) (carried in the record
-    as `prior_*` inputs, so replay needs nothing else). With fewer than
-    `min_reference_peers` yardsticks (a round of three nodes) it is not judged;
-  - copying: cosine similarity and top-k index overlap with the round's other
-    contributions. Payloads are embargoed until the round's reveal time and
-    announcements first seen after it are ignored (node/outer/contributions.py),
-    so nobody can copy an
-    honest update in time; a near-duplicate that still shows up means two
-    hotkeys colluded, and both fail;
-  - staleness: the state it claims to start from must be θ_r.
+A contribution Δ is screened on what costs almost nothing, then, for the
+subjects the beacon draws, checked for work on its data:
+  - stale: the state it claims to start from must be θ_r;
+  - first batch: the node committed to each row's loss at the first inner
+    step, which starts at θ_r; a verifier recomputes a few rows. Training from
+    another state (or not at all) shows at once;
+  - norm: within a band around the round's median norm (scaled updates);
+  - copies: cosine with the round's other contributions (both fail: they
+    colluded, since payloads are embargoed until the reveal) and with the last
+    round's (the later one fails: a replay of an old update);
+  - alignment ρ: how well Δ/|Δ| lines up with the gradient of control windows
+    at θ_r, against the median of the round's other contributions. Noise and
+    negated updates have ρ ≈ 0 or < 0. Short trajectories (fewer inner steps
+    than assigned, then rescaled) stay close to the first gradient, ρ ≈ 2; the
+    running mean of log ρ over rounds judges that, since one round is noisy;
+  - work: one trained window per assigned page against the control windows,
+    each as a(Δ) minus the median a(other) on the same window (page difficulty
+    and the general gain of any update cancel). The Welch statistic `work_z`
+    is ≈ 0 for an update that did not train on these pages and ≈ 2 for one
+    that did. The verdict pools the subject's recent trusted checks (inputs of
+    the record as `evidence`) in a sequential likelihood-ratio test.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
 
-from node.trainer import params
-from node.trainer.inner import eval_loss
+from node.verifier.alignment import Gradients
 
-MIN_GAIN = 1e-4  # nats: a gain below this says nothing about which pages an update learned
-SPECIFICITY_CLIP = 1.0  # bounds what a record stores; the median over rounds ignores outliers anyway
+NO_FIRST_LOSSES = 1e6  # the gap recorded when the subject committed to no (or too few) first-batch losses
 
 
 @dataclass(frozen=True)
 class Tolerances:
-    max_norm_ratio: float = 5.0  # at most this many times the round's median norm
-    min_work_ratio: float = 0.5  # below this in a single round: no work at all
-    # Median specificity of the last judged records needed once `min_history` exist: a median,
-    # because one lucky round (pages that happen to resemble the ones trained on) must not carry
-    # a cheater. Honest record sequences of the demos never had a median below 0.032.
-    min_median_specificity: float = 0.02
-    min_history: int = 3
-    # The work metrics compare against this many of the round's other contributions (the
-    # first ones in the record's order, which the verifier draws by seed): each costs a
-    # model evaluation per page set, so a check stays affordable however big the round is.
-    reference_peers: int = 4
-    min_reference_peers: int = 3  # with fewer usable yardsticks specificity is not judged (too noisy)
-    copy_cosine: float = 0.9  # this similar to another contribution: one of the two is a copy
+    norm_band: float = 2.0  # the norm must lie within [1/band, band] times the round's median
+    copy_cosine: float = 0.9  # this similar to another contribution: a copy
+    first_loss_atol: float = 0.05  # nats: bf16 training against a float32 recompute differs by far less
+    min_alignment: float = 0.25  # ρ below this: not a descent direction at θ_r
+    # log ρ of an honest node has a per-round spread and a bias of its own that persists over
+    # rounds (docs/DESIGN.md): the limit on its running mean never shrinks below the bias.
+    alignment_bias: float = 0.2
+    alignment_spread: float = 0.2
+    alignment_margin: float = 3.29  # two-sided 1e-3
+    min_alignment_rounds: int = 3
+    # Work: a sequential test of "trained on its pages" (per-check work_z ~ N(work_effect, 1))
+    # against "did not" (N(0, 1)). Each check adds its log-likelihood ratio; the subject fails when
+    # the sum falls to -work_evidence, log(1/1e-3): an honest node whose mean is at least
+    # work_effect reaches it with probability at most 1e-3 however long it is watched.
+    work_effect: float = 1.0
+    work_evidence: float = 6.9
     replay_atol: float = 1e-4  # metrics may differ this much across machines
 
     def as_pairs(self) -> list[tuple[str, float]]:
@@ -78,6 +71,13 @@ class Tolerances:
         values = dict(pairs)
         return cls(**{k: type(v)(values[k]) for k, v in asdict(cls()).items() if k in values})
 
+    def work_llr(self, work_z: float) -> float:
+        """log p(z | work) - log p(z | none), with unit variances."""
+        return self.work_effect * work_z - self.work_effect**2 / 2
+
+    def alignment_limit(self, rounds: int) -> float:
+        return self.alignment_bias + self.alignment_spread * self.alignment_margin / math.sqrt(rounds)
+
 
 @dataclass(frozen=True)
 class CheckInputs:
@@ -86,10 +86,14 @@ class CheckInputs:
     theta: torch.Tensor  # θ_r, flat float32
     vector: torch.Tensor  # the subject's decoded contribution
     others: Sequence[torch.Tensor]  # the round's other contributions, in the record's order
-    assigned: Sequence[np.ndarray]  # token pages the subject was assigned
-    control: Sequence[np.ndarray]  # token pages nobody was assigned
+    previous: Sequence[torch.Tensor]  # the last round's contributions
+    control: torch.Tensor  # [windows, seq_len + 1] control windows
+    first: torch.Tensor  # [rows, seq_len + 1] rows of the subject's first batch
+    claimed: tuple[float, ...]  # the subject's committed losses of those rows
+    trained: torch.Tensor | None  # [pages, seq_len + 1] trained windows; None: screened only
     stale: bool  # the contribution claims another base state than θ_r
-    prior_specificities: tuple[float, ...]  # the subject's recent judged specificities in this verifier's records
+    prior_alignment: tuple[float, ...]  # log ρ of the subject in this verifier's earlier rounds
+    prior_work: tuple[float, ...]  # work_z of the subject's earlier trusted checks
 
 
 @dataclass(frozen=True)
@@ -99,120 +103,74 @@ class CheckResult:
     reason: str
 
 
-def _norm(v: torch.Tensor) -> float:
-    return float(torch.linalg.vector_norm(v.double()))
+def _welch(treated: torch.Tensor, control: torch.Tensor) -> float:
+    if treated.numel() < 2 or control.numel() < 2:
+        return 0.0
+    se = math.sqrt(float(treated.var()) / treated.numel() + float(control.var()) / control.numel())
+    return float(treated.mean() - control.mean()) / se if se > 0 else 0.0
 
 
-def _cosine(a: torch.Tensor, b: torch.Tensor) -> float:
-    na, nb = _norm(a), _norm(b)
-    return float(torch.dot(a.double(), b.double())) / (na * nb) if na and nb else 0.0
+def _relative(alignments: torch.Tensor) -> torch.Tensor:
+    """Column 0 (the subject) minus the median of the other columns, per window."""
+    return alignments[:, 0] - alignments[:, 1:].median(dim=1).values
 
 
-def _overlap(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Share of a's nonzero positions also nonzero in b: top-k index overlap."""
-    nz = a != 0
-    count = int(nz.sum())
-    return float((nz & (b != 0)).sum()) / count if count else 0.0
+def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients) -> None:
+    m["norm"] = grads.norm(inputs.vector)
+    median = statistics.median([m["norm"], *(grads.norm(v) for v in inputs.others)])
+    m["norm_ratio"] = m["norm"] / median if median > 0 else 1.0
+    m["max_cosine"] = max((grads.cosine(inputs.vector, v) for v in inputs.others), default=0.0)
+    m["max_cosine_previous"] = max((grads.cosine(inputs.vector, v) for v in inputs.previous), default=0.0)
+    recomputed = grads.losses(inputs.first)
+    gaps = [abs(c - r) for c, r in zip(inputs.claimed, recomputed, strict=False)]
+    m["first_loss_gap"] = max(gaps) if len(gaps) == len(recomputed) and gaps else NO_FIRST_LOSSES
+    general = grads.alignments(inputs.control, [inputs.vector, *inputs.others]).mean(dim=0)
+    yardstick = float(general[1:].median()) if len(inputs.others) else float(general[0])
+    m["alignment"] = float(general[0]) / yardstick if yardstick > 0 else 0.0
 
 
-def _log_ratio(on_assigned: float, on_control: float) -> float | None:
-    """log(gain on A / gain on C), or None when either gain is too small to mean anything."""
-    if on_assigned < MIN_GAIN or on_control < MIN_GAIN:
-        return None
-    return math.log(on_assigned / on_control)
+def _pooled(m: dict[str, float], inputs: CheckInputs, tol: Tolerances) -> None:
+    logs = [*inputs.prior_alignment, math.log(m["alignment"])] if m["alignment"] > 0 else list(inputs.prior_alignment)
+    m["alignment_rounds"] = float(len(logs))
+    m["alignment_mean"] = statistics.fmean(logs) if logs else 0.0
+    for i, value in enumerate(inputs.prior_alignment):
+        m[f"prior_alignment_{i}"] = value
+    zs = list(inputs.prior_work)
+    if inputs.trained is not None:
+        zs.append(m["work_z"])
+    m["work_checks"] = float(len(zs))
+    m["work_evidence"] = math.fsum(tol.work_llr(z) for z in zs)
 
 
-class LossMemo:
-    """Losses already measured this round, so a verifier checking several subjects
-    evaluates each contribution on the shared control pages once.
-
-    Keyed by object identity, so one memo must serve one θ_r only (one round of
-    one verifier); it holds on to its keys, so no id is reused while it lives.
-    """
-
-    def __init__(self) -> None:
-        self._losses: dict[tuple[int, int], tuple[float, object, object]] = {}
-
-    def get(self, delta: torch.Tensor | None, pages: Sequence[np.ndarray], compute: Callable[[], float]) -> float:
-        key = (id(delta), id(pages))
-        if key not in self._losses:
-            self._losses[key] = (compute(), delta, pages)
-        return self._losses[key][0]
-
-
-class _Evaluator:
-    def __init__(self, model: torch.nn.Module, theta: torch.Tensor, seq_len: int, windows: int, weight: float, memo: LossMemo):
-        self.model, self.theta, self.seq_len, self.windows, self.weight = model, theta, seq_len, windows, weight
-        self.memo = memo
-        self.device = next(model.parameters()).device
-
-    def loss(self, delta: torch.Tensor | None, pages: Sequence[np.ndarray]) -> float:
-        return self.memo.get(delta, pages, lambda: self._loss(delta, pages))
-
-    def gain(self, delta: torch.Tensor, pages: Sequence[np.ndarray]) -> float:
-        return self.loss(None, pages) - self.loss(delta, pages)
-
-    def _loss(self, delta: torch.Tensor | None, pages: Sequence[np.ndarray]) -> float:
-        state = self.theta if delta is None else self.theta - self.weight * delta
-        params.load_flat(self.model, state.to(self.device))
-        cut = [page[: self.windows * self.seq_len + 1] for page in pages]
-        return eval_loss(self.model, cut, self.seq_len, batch_size=8, device=self.device)
-
-
-def _work_metrics(ev: _Evaluator, inputs: CheckInputs, tol: Tolerances) -> dict[str, float]:
-    m: dict[str, float] = {}
-    m["gain_own"] = ev.gain(inputs.vector, inputs.assigned)
-    m["gain_control"] = ev.gain(inputs.vector, inputs.control)
-    reference = inputs.others[: tol.reference_peers]
-    peers_assigned = [ev.gain(v, inputs.assigned) for v in reference]
-    peers_control = [ev.gain(v, inputs.control) for v in reference]
-    m["gain_peers"] = statistics.median(peers_assigned) if peers_assigned else 0.0
-    # When the others do not help these pages either, the comparison says nothing: neutral.
-    m["work_ratio"] = m["gain_own"] / m["gain_peers"] if m["gain_peers"] > MIN_GAIN else 1.0
-    own = _log_ratio(m["gain_own"], m["gain_control"])
-    peers = [r for r in map(_log_ratio, peers_assigned, peers_control) if r is not None]
-    m["own_log_ratio"] = own if own is not None else 0.0
-    m["peers_log_ratio"] = statistics.median(peers) if peers else 0.0
-    # Not judged when the subject's own gains are too small (the work ratio judges
-    # that) or too few peers are a yardstick: left out of the running median, not a guess.
-    judged = own is not None and len(peers) >= tol.min_reference_peers
-    m["specificity_judged"] = float(judged)
-    m["specificity"] = max(-SPECIFICITY_CLIP, min(SPECIFICITY_CLIP, own - m["peers_log_ratio"])) if judged else 0.0
-    return m
-
-
-def run_checks(
-    model: torch.nn.Module, inputs: CheckInputs, seq_len: int, windows_per_page: int, tol: Tolerances, memo: LossMemo | None = None
-) -> CheckResult:
+def run_checks(model: torch.nn.Module, inputs: CheckInputs, tol: Tolerances, grads: Gradients | None = None) -> CheckResult:
     """Judge one contribution; `model` is scratch space of the run's architecture."""
-    vector, others = inputs.vector, list(inputs.others)
-    m: dict[str, float] = {}
-    norm = _norm(vector)
-    median = statistics.median([norm] + [_norm(v) for v in others])
-    m["norm"] = norm
-    m["norm_ratio"] = norm / median if median > 0 else 1.0
-    m["max_cosine"] = max((_cosine(vector, v) for v in others), default=0.0)
-    m["max_index_overlap"] = max((_overlap(vector, v) for v in others), default=0.0)
-    m["stale"] = float(inputs.stale)
+    grads = grads or Gradients(model, inputs.theta)
+    m: dict[str, float] = {"stale": float(inputs.stale), "work_checked": float(inputs.trained is not None)}
+    _screen(m, inputs, grads)
+    if inputs.trained is not None and inputs.others:
+        vectors = [inputs.vector, *inputs.others]
+        m["work_z"] = _welch(_relative(grads.alignments(inputs.trained, vectors)), _relative(grads.alignments(inputs.control, vectors)))
+    _pooled(m, inputs, tol)
+    return CheckResult(m, *_verdict(m, tol))
 
-    ev = _Evaluator(model, inputs.theta, seq_len, windows_per_page, weight=1.0 / (1 + len(others)), memo=memo or LossMemo())
-    m.update(_work_metrics(ev, inputs, tol))
-    m["prior_count"] = float(len(inputs.prior_specificities))
-    for i, value in enumerate(inputs.prior_specificities):
-        m[f"prior_specificity_{i}"] = value
-    judged = m["specificity_judged"] == 1.0
-    window = [*inputs.prior_specificities, *([m["specificity"]] if judged else [])]
-    count = len(window)
-    m["median_specificity"] = statistics.median(window) if window else 0.0
 
-    if inputs.stale:
-        return CheckResult(m, "fail", "stale: not trained from this round's state")
-    if m["norm_ratio"] > tol.max_norm_ratio:
-        return CheckResult(m, "fail", f"norm {m['norm_ratio']:.1f}x the round's median")
+def _verdict(m: dict[str, float], tol: Tolerances) -> tuple[str, str]:
+    rounds = int(m["alignment_rounds"])
+    if m["stale"]:
+        return "fail", "stale: not trained from this round's state"
+    if not m["first_loss_gap"] <= tol.first_loss_atol:
+        return "fail", f"first batch not trained from θ_r: its loss is off by {m['first_loss_gap']:.3f}"
+    if not 1 / tol.norm_band <= m["norm_ratio"] <= tol.norm_band:
+        return "fail", f"norm {m['norm_ratio']:.2f}x the round's median"
     if m["max_cosine"] >= tol.copy_cosine:
-        return CheckResult(m, "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round")
-    if m["work_ratio"] < tol.min_work_ratio:
-        return CheckResult(m, "fail", f"no work on the assigned pages (work ratio {m['work_ratio']:.2f})")
-    if judged and count >= tol.min_history and m["median_specificity"] < tol.min_median_specificity:
-        return CheckResult(m, "fail", f"assigned pages not learned (median specificity {m['median_specificity']:+.3f} over {count} rounds)")
-    return CheckResult(m, "pass", "")
+        return "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round"
+    if m["max_cosine_previous"] >= tol.copy_cosine:
+        return "fail", f"replay: {m['max_cosine_previous']:.3f} cosine with a contribution of the last round"
+    if m["alignment"] < tol.min_alignment:
+        return "fail", f"not a descent direction at θ_r (alignment {m['alignment']:+.2f} of the round's median)"
+    if rounds >= tol.min_alignment_rounds and abs(m["alignment_mean"]) > tol.alignment_limit(rounds):
+        kind = "too short a trajectory (fewer inner steps than assigned)" if m["alignment_mean"] > 0 else "trained from another state"
+        return "fail", f"{kind}: mean log alignment {m['alignment_mean']:+.2f} over {rounds} rounds"
+    if m["work_evidence"] <= -tol.work_evidence:
+        return "fail", f"assigned pages not learned: evidence {m['work_evidence']:+.1f} over {m['work_checks']:.0f} checks"
+    return "pass", ""

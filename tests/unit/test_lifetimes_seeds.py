@@ -1,6 +1,6 @@
 """protocol/lifetimes.py and the seed labels of protocol/assignment.py: rules every node computes alike."""
 
-from protocol.assignment import derive, reference_order, train_seed
+from protocol.assignment import derive, pick, train_seed
 from protocol.lifetimes import BINDING_ROUNDS, MAX_RECORD_TTL, ROUNDS_KEPT, binding_expiry, record_expiry
 from protocol.messages import ContributionMeta, RoundManifest, StateAnnouncement, VerificationRecord
 from protocol.schedule import RoundSchedule
@@ -26,5 +26,7 @@ def test_seeds_are_the_protocols_derivations_and_do_not_drift():
     # Pinned: a change here changes every node's batches and every verifier's yardstick.
     assert train_seed(RUN, 3, "hk") == 11780025683098180890
     assert train_seed(RUN, 3, "hk") == int.from_bytes(derive(RUN, "train-seed", 3, "hk")[:8], "little")
-    assert reference_order(RUN, 3, "v", "s", ["a", "b", "c", "d"]) == ["d", "c", "b", "a"]
-    assert reference_order(RUN, 3, "v", "s", ["d", "b", "a", "c"]) == ["d", "c", "b", "a"]  # the input order does not matter
+    draws = [pick(RUN, "trained-window", 3, "v", b"b" * 32, "s", i, 40) for i in range(4)]
+    assert draws == [pick(RUN, "trained-window", 3, "v", b"b" * 32, "s", i, 40) for i in range(4)]
+    assert draws != [pick(RUN, "trained-window", 3, "v", b"c" * 32, "s", i, 40) for i in range(4)]  # the beacon decides
+    assert all(0 <= d < 40 for d in draws)

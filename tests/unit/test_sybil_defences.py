@@ -12,7 +12,8 @@ from node.swarm import push, records
 from node.swarm.binding import ChainBindings, parse_commitment, signed_binding
 from node.verifier.scores import Scoreboard
 from protocol import signing, wire
-from protocol.messages import ContributionMeta, Metric, VerificationRecord
+from protocol.messages import ContributionMeta, VerificationRecord
+from tests.support.records import verification_record
 from tests.support.swarm import RUN, contribution, record_for
 
 pytestmark = pytest.mark.chain(max_validators=1)  # the `chain` fixture's
@@ -56,25 +57,7 @@ def test_verdicts_have_a_cap_of_their_own(chain, keys):
     v = records.RunRecordValidator(RUN, chain, store_cap={**records.STORE_CAP, "verdict": 1})
 
     def verdict(subject):
-        r = VerificationRecord(
-            run_id=RUN,
-            round=1,
-            hotkey=alice.ss58_address,
-            subject=subject,
-            payload_digest=b"\0" * 32,
-            base_state_hash=b"\0" * 32,
-            claimed_base_hash=b"\0" * 32,
-            codec="topk",
-            assigned_pages=(1,),
-            control_pages=(2,),
-            page_digests=(b"\1" * 32, b"\2" * 32),
-            compared=(),
-            metrics=(Metric("gain", 1.0),),
-            tolerances=(),
-            verdict="pass",
-            reason="",
-        )
-        return signing.sign(r, alice)
+        return signing.sign(verification_record(RUN, alice.ss58_address, subject, 1, "pass", [("gain", 1.0)]), alice)
 
     assert v.validate(record_for(verdict(keys["Bob"].ss58_address)))
     assert not v.validate(record_for(verdict(keys["Eve"].ss58_address)))
@@ -172,24 +155,7 @@ def neuron(uid, hotkey, stake, weight=0.0, incentive=0.0):
 
 
 def verdict_record(subject, round_, verdict):
-    return VerificationRecord(
-        run_id=RUN,
-        round=round_,
-        hotkey="v",
-        subject=subject,
-        payload_digest=b"\0" * 32,
-        base_state_hash=b"\0" * 32,
-        claimed_base_hash=b"\0" * 32,
-        codec="topk",
-        assigned_pages=(1,),
-        control_pages=(2,),
-        page_digests=(b"\1" * 32, b"\2" * 32),
-        compared=(),
-        metrics=(),
-        tolerances=(),
-        verdict=verdict,
-        reason="",
-    )
+    return verification_record(RUN, "v", subject, round_, verdict)
 
 
 def test_gather_ranks_by_chain_standing_and_local_verdicts():

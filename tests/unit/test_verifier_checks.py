@@ -1,17 +1,23 @@
-"""The verifier's checks on real training: work on the assigned pages is told apart from work elsewhere."""
+"""The verifier's checks on real training: every kind of fake work fails, honest work passes."""
+
+import math
 
 import numpy as np
 import pytest
 import torch
 
 from node.trainer import params
-from node.trainer.inner import InnerTrainer
+from node.trainer.inner import InnerTrainer, first_batch, row_losses, sample_windows
 from node.trainer.model import build_model
-from node.verifier.checks import CheckInputs, LossMemo, Tolerances, run_checks
-from protocol.assignment import check_pages, control_pages
+from node.verifier.alignment import Gradients
+from node.verifier.checks import CheckInputs, Tolerances, run_checks
+from node.verifier.windows import Draw, control_windows, first_rows, trained_starts, trained_windows
+from protocol.assignment import control_pages
 
-SEQ = 64
-WINDOWS = 7  # (512 - 1) // 64
+SEQ, BATCH, STEPS = 64, 4, 30
+CLAIMED = {"honest": [0, 1, 2, 3], "peer1": [4, 5, 6, 7], "peer2": [8, 9, 10, 11], "peer3": [12, 13, 14, 15], "elsewhere": [20, 21, 22, 23]}
+TRAINED_ON = {**CLAIMED, "elsewhere": [16, 17, 18, 19]}
+CONTROL = [24, 25, 26, 27, 28, 29]
 
 
 def _page(seed: int) -> np.ndarray:
@@ -24,96 +30,150 @@ def _page(seed: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def round_():
-    """θ_r and the updates of four nodes: three trained on their own pages, one on pages it was not assigned."""
+    """θ_r and the updates of five nodes: four trained on their own pages, one on pages it was not assigned."""
     torch.manual_seed(0)
-    pages = [_page(i) for i in range(12)]
+    pages = [_page(i) for i in range(30)]
     model = build_model("tiny", 0)
     theta = params.flatten(model).clone()
 
-    def update(trained_on: list[int]) -> torch.Tensor:
+    def update(name: str) -> torch.Tensor:
         params.load_flat(model, theta)
-        InnerTrainer(model, lr=3e-3, batch_size=4, seq_len=SEQ, weight_decay=0.0).train([pages[i] for i in trained_on], steps=30, seed=1)
+        trainer = InnerTrainer(model, lr=3e-3, batch_size=BATCH, seq_len=SEQ, weight_decay=0.0)
+        trainer.train([pages[i] for i in TRAINED_ON[name]], steps=STEPS, seed=SEEDS[name])
         return theta - params.flatten(model)
 
-    updates = {"honest": update([0, 1]), "peer": update([6, 7]), "peer2": update([10, 11]), "elsewhere": update([4, 5])}
-    assigned = {"honest": [0, 1], "peer": [6, 7], "peer2": [10, 11], "elsewhere": [2, 3]}
-    return pages, theta, updates, assigned
+    return pages, theta, {name: update(name) for name in CLAIMED}
 
 
-def _check(round_, subject: str, priors: tuple = (), vector=None, memo=None, tol=Tolerances()):
-    pages, theta, updates, assigned = round_
-    others = [v for h, v in sorted(updates.items()) if h != subject]
-    inputs = CheckInputs(
+SEEDS = {name: 100 + i for i, name in enumerate(CLAIMED)}
+
+
+def _inputs(round_, subject, *, vector=None, work=True, claimed_theta=None, previous=(), prior_alignment=(), prior_work=()):
+    pages, theta, updates = round_
+    draw = Draw(b"r" * 32, 3, "verifier", b"b" * 32, subject)
+    claimed = [pages[i] for i in CLAIMED[subject]]
+    rows, first = first_rows(claimed, SEEDS[subject], BATCH, SEQ, 2, draw)
+    model = build_model("tiny", 0)
+    params.load_flat(model, theta if claimed_theta is None else claimed_theta)
+    committed = row_losses(model, first_batch(claimed, BATCH, SEQ, SEEDS[subject]))
+    return CheckInputs(
         theta=theta,
         vector=updates[subject] if vector is None else vector,
-        others=others,
-        assigned=[pages[i] for i in assigned[subject]],
-        control=[pages[8], pages[9]],
+        others=[v for h, v in sorted(updates.items()) if h != subject],
+        previous=list(previous),
+        control=control_windows([pages[i] for i in CONTROL], SEQ, Draw(b"r" * 32, 3, "verifier", b"b" * 32, "")),
+        first=first,
+        claimed=tuple(committed[i] for i in rows),
+        trained=trained_windows(claimed, SEEDS[subject], STEPS, BATCH, SEQ, draw) if work else None,
         stale=False,
-        prior_specificities=tuple(priors),
+        prior_alignment=tuple(prior_alignment),
+        prior_work=tuple(prior_work),
     )
-    return run_checks(build_model("tiny", 0), inputs, SEQ, WINDOWS, tol, memo)
 
 
-def test_work_on_assigned_pages_is_specific(round_):
-    honest = _check(round_, "honest")
+def _check(round_, subject, tol=Tolerances(), **kwargs):
+    return run_checks(build_model("tiny", 0), _inputs(round_, subject, **kwargs), tol)
+
+
+def test_work_on_the_assigned_pages_is_told_from_work_elsewhere(round_):
+    honest = [_check(round_, name) for name in ("honest", "peer1", "peer2", "peer3")]
     elsewhere = _check(round_, "elsewhere")
-    assert honest.metrics["gain_own"] > 0 and elsewhere.metrics["gain_own"] > 0  # both learned the language
-    assert honest.metrics["specificity"] > 0.1
-    assert elsewhere.metrics["specificity"] < 0.05
-    assert honest.verdict == "pass" and elsewhere.verdict == "pass"  # one round alone never fails on specificity
+    zs = [r.metrics["work_z"] for r in honest]
+    assert min(zs) > elsewhere.metrics["work_z"] + 1.0 and sum(zs) / len(zs) > 1.0, (zs, elsewhere.metrics)
+    assert elsewhere.metrics["work_z"] < 0 < elsewhere.metrics["work_checks"]
+    assert all(r.verdict == "pass" for r in honest) and elsewhere.verdict == "pass"  # one check is not enough evidence
+    assert 0.5 < elsewhere.metrics["alignment"] < 2.0  # it did real training: only the pages give it away
 
 
-def test_running_median_fails_training_elsewhere_and_passes_honest_work(round_):
+def test_pooled_evidence_fails_work_elsewhere_and_passes_honest_work(round_):
     tol = Tolerances()
-    elsewhere = _check(round_, "elsewhere")
-    spec = elsewhere.metrics["specificity"]
-    history = _check(round_, "elsewhere", priors=(spec,) * (tol.min_history - 1))
-    assert history.verdict == "fail" and "assigned pages not learned" in history.reason
-    assert history.metrics["median_specificity"] == pytest.approx(spec)
-    honest = _check(round_, "honest", priors=(0.05,) * (tol.min_history - 1))
+    z = _check(round_, "elsewhere").metrics["work_z"]
+    pooled = _check(round_, "elsewhere", prior_work=(z, z, z, z, z))
+    assert pooled.verdict == "fail" and "assigned pages not learned" in pooled.reason
+    assert pooled.metrics["work_checks"] == 6 and pooled.metrics["work_evidence"] == pytest.approx(6 * tol.work_llr(z))
+    assert _check(round_, "elsewhere", prior_work=(z,)).verdict == "pass"  # two checks are not yet enough
+    honest = _check(round_, "honest", prior_work=(tol.work_effect,) * 5)
     assert honest.verdict == "pass"
+    assert tol.work_llr(tol.work_effect / 2) == pytest.approx(0.0)  # halfway between the hypotheses: no evidence either way
 
 
-def test_one_lucky_round_does_not_carry_a_cheater(round_):
-    """The mean of (x, x, 0.9) would pass; the median does not."""
-    tol = Tolerances()
-    spec = _check(round_, "elsewhere").metrics["specificity"]
-    result = _check(round_, "elsewhere", priors=(0.9, spec))
-    assert result.verdict == "fail" and result.metrics["median_specificity"] == pytest.approx(spec)
-    assert (spec + spec + 0.9) / 3 > tol.min_median_specificity
-    assert result.metrics["prior_count"] == 2 and result.metrics["prior_specificity_0"] == 0.9
+def test_a_claimed_start_state_that_is_not_theta_r_fails_on_the_first_batch(round_):
+    _, theta, _ = round_
+    older = theta + 0.02 * torch.randn(theta.numel(), generator=torch.Generator().manual_seed(5))
+    result = _check(round_, "honest", claimed_theta=older, work=False)
+    assert result.verdict == "fail" and "first batch" in result.reason
+    assert result.metrics["first_loss_gap"] > Tolerances().first_loss_atol
+    assert _check(round_, "honest", work=False).metrics["first_loss_gap"] < 1e-5  # the honest commitment
 
 
-def test_too_few_yardsticks_are_not_judged(round_):
-    """With fewer usable peers than min_reference_peers the round neither counts nor fails."""
-    tol = Tolerances(min_reference_peers=4)  # the fixture's rounds have 3 others
-    result = _check(round_, "elsewhere", priors=(-0.5,) * tol.min_history, tol=tol)
-    assert result.metrics["specificity_judged"] == 0.0 and result.metrics["specificity"] == 0.0
-    assert result.verdict == "pass" and result.metrics["median_specificity"] == pytest.approx(-0.5)
-
-
-def test_noise_fails_at_once(round_):
+def test_noise_and_negated_updates_are_no_descent_directions(round_):
     v = round_[2]["honest"]
     noise = torch.randn(v.numel(), generator=torch.Generator().manual_seed(3))
-    result = _check(round_, "honest", vector=noise * (v.norm() / noise.norm()))
-    assert result.verdict == "fail" and "no work" in result.reason
+    for fake in (noise * (v.norm() / noise.norm()), -v):
+        result = _check(round_, "honest", vector=fake, work=False)
+        assert result.verdict == "fail" and "not a descent direction" in result.reason, result.metrics
 
 
-def test_memo_gives_the_same_metrics(round_):
-    memo = LossMemo()
-    first = _check(round_, "honest", memo=memo)
-    assert _check(round_, "honest", memo=memo).metrics == first.metrics == _check(round_, "honest").metrics
+def test_scaled_updates_fail_on_norm(round_):
+    v = round_[2]["honest"]
+    for factor in (0.2, 3.0):
+        result = _check(round_, "honest", vector=v * factor, work=False)
+        assert result.verdict == "fail" and "norm" in result.reason
 
 
-def test_control_pages_are_unassigned_and_shared_by_the_round():
+def test_copies_of_this_round_and_replays_of_the_last_fail(round_):
+    updates = round_[2]
+    copy = _check(round_, "honest", vector=updates["peer1"].clone(), work=False)
+    assert copy.verdict == "fail" and "copy" in copy.reason
+    replay = _check(round_, "honest", previous=[updates["honest"].clone()], work=False)
+    assert replay.verdict == "fail" and "replay" in replay.reason
+
+
+def test_a_run_of_short_trajectories_fails_and_one_round_does_not(round_):
+    tol = Tolerances()
+    high = 2 * tol.alignment_limit(tol.min_alignment_rounds)
+    assert _check(round_, "honest", work=False, prior_alignment=(high,)).verdict == "pass"  # too few rounds
+    result = _check(round_, "honest", work=False, prior_alignment=(high, high, high))
+    assert result.verdict == "fail" and "too short a trajectory" in result.reason
+    low = _check(round_, "honest", work=False, prior_alignment=(-high, -high, -high))
+    assert low.verdict == "fail" and "another state" in low.reason
+    assert result.metrics["prior_alignment_0"] == high and result.metrics["alignment_rounds"] == 4
+
+
+def test_memo_gives_the_same_bits_as_a_check_alone(round_):
+    inputs = _inputs(round_, "honest")
+    model = build_model("tiny", 0)
+    grads = Gradients(model, inputs.theta)
+    run_checks(model, _inputs(round_, "peer1"), Tolerances(), grads)  # other subjects first, sharing the memo
+    shared = run_checks(model, inputs, Tolerances(), grads)
+    assert shared.metrics == run_checks(build_model("tiny", 0), inputs, Tolerances()).metrics
+
+
+def test_windows_replay_the_inner_loops_draws():
+    pages = [_page(i) for i in range(5)]
+    gen = torch.Generator().manual_seed(9)
+    batches = [sample_windows(pages, BATCH, SEQ, gen) for _ in range(6)]
+    starts = trained_starts([p.shape[0] for p in pages], 9, 6, BATCH, SEQ)
+    drawn = {(i, s) for i, found in enumerate(starts) for s in found}
+    for batch in batches:
+        for row in batch.numpy():
+            assert any(np.array_equal(row, pages[i][s : s + SEQ + 1]) for i, s in drawn)
+    draw = Draw(b"r" * 32, 1, "v", b"b" * 32, "s")
+    windows = trained_windows(pages, 9, 6, BATCH, SEQ, draw)
+    assert all(any(np.array_equal(w, b) for batch in batches for b in batch.numpy()) for w in windows.numpy())
+    rows, first = first_rows(pages, 9, BATCH, SEQ, 2, draw)
+    assert [first[k].tolist() for k in range(2)] == [batches[0][i].tolist() for i in rows]
+    other = Draw(b"r" * 32, 1, "v", b"c" * 32, "s")  # another beacon: other windows
+    assert not torch.equal(windows, trained_windows(pages, 9, 6, BATCH, SEQ, other)) or math.prod(len(s) for s in starts) == 1
+
+
+def test_control_pages_are_unassigned_and_seeded_by_the_beacon():
     run = b"\x07" * 32
     busy = frozenset(range(0, 100, 3))
-    control = control_pages(run, 5, "verifier", 6, 200, busy)
+    control = control_pages(run, 5, "verifier", b"b" * 32, 6, 200, busy)
     assert len(set(control)) == 6 and not set(control) & busy
-    assert control == control_pages(run, 5, "verifier", 6, 200, busy)
-    assert control != control_pages(run, 6, "verifier", 6, 200, busy)
+    assert control == control_pages(run, 5, "verifier", b"b" * 32, 6, 200, busy)
+    assert control != control_pages(run, 5, "verifier", b"c" * 32, 6, 200, busy)
     with pytest.raises(ValueError):
-        control_pages(run, 5, "verifier", 6, 36, busy)
-    chosen = check_pages(run, 5, "verifier", "subject", [10, 11, 12, 13, 14], 3)
-    assert len(chosen) == 3 and set(chosen) <= {10, 11, 12, 13, 14}
+        control_pages(run, 5, "verifier", b"b" * 32, 6, 36, busy)
+
