@@ -114,7 +114,11 @@ def cmd_bootstrap_run(args: argparse.Namespace) -> int:
 
 
 def cmd_audit_replay(args: argparse.Namespace) -> int:
+    import torch
+
     from node.audit.replay import Replayer, format_rows
+
+    torch.set_num_threads(max(1, args.threads))  # summation order: other counts differ in the last bits
     from node.audit.store import AuditError, AuditStore
 
     store = AuditStore(Path(args.store))
@@ -201,6 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--store", required=True, help="a node's audit folder (<data_dir>/audit)")
     replay.add_argument("--round", type=int, default=None)
     replay.add_argument("--record", default=None, help="a record digest (hex prefix)")
+    replay.add_argument(
+        "--threads", type=int, default=1, help="torch threads: the verifying node's count replays bit for bit (the demo's is 1)"
+    )
     replay.set_defaults(func=cmd_audit_replay)
     fetch = audit.add_parser("fetch", help="copy a live node's records and their inputs over p2p")
     fetch.add_argument("--peer", required=True, help="the node's multiaddr, ending in /p2p/<peer id>")

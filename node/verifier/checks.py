@@ -45,7 +45,7 @@ NO_FIRST_LOSSES = 1e6  # the gap recorded when the subject committed to no (or t
 
 @dataclass(frozen=True)
 class Tolerances:
-    norm_band: float = 2.0  # the norm must lie within [1/band, band] times the round's median
+    norm_band: float = 1.5  # the norm must lie within [1/band, band] times the round's median (honest: 0.92-1.04)
     copy_cosine: float = 0.9  # this similar to another contribution: a copy
     first_loss_atol: float = 0.05  # nats: bf16 training against a float32 recompute differs by far less
     min_alignment: float = 0.25  # ρ below this: not a descent direction at θ_r

@@ -83,6 +83,16 @@ def test_adversaries_are_caught_and_excluded(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_small_swarm_judges_its_cheater(tmp_path):
+    """Three honest nodes and one that trains on other pages: the cheater is out by round 5."""
+    proc, summary = run_demo(tmp_path, "--peers", "3", "--adversaries", "wrong-pages", "--rounds", "8", timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
+    (cheater,) = summary["adversaries"]
+    assert summary["excluded_from_round"][cheater] is not None and summary["excluded_from_round"][cheater] <= 5
+    assert summary["verdicts"][cheater]["fail"] >= 1 and summary["failing_verdicts_on_honest"] == 0
+
+
+@pytest.mark.slow
 def test_unregistered_sybils_get_nothing_in(tmp_path):
     proc, summary = run_demo(tmp_path, "--peers", "3", "--sybils", "4", "--rounds", "4", "--round-seconds", "30", timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)

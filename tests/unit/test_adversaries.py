@@ -99,7 +99,20 @@ def test_the_copier_republishes_another_nodes_payload():
 
 def test_every_kind_has_a_worker_and_unknown_kinds_are_refused():
     assert set(KINDS) == set(WORKERS) and all(issubclass(w, Worker) for w in WORKERS.values())
-    assert {"few-steps", "half-steps", "negated", "late", "shrunk", "copy", "noise", "wrong-pages", "scaled", "stale", "forged-wrong-pages", "forged-stale"} == set(KINDS)
+    assert {
+        "few-steps",
+        "half-steps",
+        "negated",
+        "late",
+        "shrunk",
+        "copy",
+        "noise",
+        "wrong-pages",
+        "scaled",
+        "stale",
+        "forged-wrong-pages",
+        "forged-stale",
+    } == set(KINDS)
     import pytest
 
     with pytest.raises(ValueError):
