@@ -204,24 +204,50 @@ def _honest_fits(rows: list[dict], key: str) -> tuple[float, float, float, float
     return statistics.fmean(values), statistics.pstdev(within), min(means), max(abs(m) for m in means)
 
 
+def within_round_correlation(rows: list[dict]) -> float:
+    """The intraclass correlation of work_z among the checks of one subject in one round: they read
+    the same pages, so they are not independent evidence."""
+    groups: dict[tuple, list[float]] = {}
+    for row in rows:
+        if row["work_z"] is not None:
+            groups.setdefault((row["seed"], row["round"], row["subject"]), []).append(row["work_z"])
+    multi = [v for v in groups.values() if len(v) >= 2]
+    if not multi:
+        return 0.0
+    within = statistics.fmean(statistics.variance(v) for v in multi)
+    total = statistics.variance([x for v in multi for x in v])
+    return max(0.0, 1.0 - within / total) if total > 0 else 0.0
+
+
 def false_positive_rates(honest_rows: list[dict], tol: Tolerances, max_checks: int = 16, max_rounds: int = 8) -> dict:
     """The chance that one verdict fails an honest node, from normal fits of the honest records.
 
     Work: after m checks the evidence is a sum of m log-likelihood ratios, each normal with mean
     work_effect * (mu - work_effect / 2) and sd work_effect * sd; the verdict fails when the sum is
-    at most -work_evidence. Evaluated at the lowest per-node mean seen (the worst honest node).
+    at most -work_evidence. Evaluated at the lowest per-node mean seen (the worst honest node),
+    with the variance of the sum inflated for checks of one round that read the same pages (up to
+    `per_round` checks a round, intraclass correlation measured), which the test itself ignores.
     Alignment: the running mean of k log alignments of a node whose bias is the largest seen.
     """
     mu, sd, low, _ = _honest_fits(honest_rows, "work_z")
     a_mu, a_sd, _, a_bias = _honest_fits(honest_rows, "log_alignment")
+    icc = within_round_correlation(honest_rows)
+    per_round = max(
+        len([r for r in honest_rows if (r["seed"], r["round"], r["subject"]) == key])
+        for key in {(r["seed"], r["round"], r["subject"]) for r in honest_rows}
+    )
+    inflation = math.sqrt(1 + (per_round - 1) * icc)
     e = tol.work_effect
-    work = {m: normal_tail((-tol.work_evidence - m * e * (low - e / 2)) / (e * sd * math.sqrt(m))) for m in range(1, max_checks + 1)}
+    work = {
+        m: normal_tail((-tol.work_evidence - m * e * (low - e / 2)) / (e * sd * inflation * math.sqrt(m))) for m in range(1, max_checks + 1)
+    }
     alignment = {
         k: normal_tail((a_bias - tol.alignment_limit(k)) / (a_sd / math.sqrt(k)))
         + normal_tail((-tol.alignment_limit(k) - a_bias) / (a_sd / math.sqrt(k)))
         for k in range(tol.min_alignment_rounds, max_rounds + 1)
     }
     return {
+        "work_z_within_round_correlation": icc, "checks_per_round_at_most": per_round,
         "work_z_mean": mu, "work_z_sd_within_node": sd, "work_z_lowest_node_mean": low,
         "log_alignment_mean": a_mu, "log_alignment_sd_within_node": a_sd, "log_alignment_largest_node_bias": a_bias,
         "work_per_verdict_by_checks": work, "alignment_per_verdict_by_rounds": alignment,
@@ -237,7 +263,7 @@ def summarize(seeds: list[dict], tol: Tolerances) -> dict:
             min((row["round"] for row in s["rows"] if row["subject"] == kind and row["verdict"] == "fail"), default=None) for s in seeds
         ]
         detection[kind] = {"first_fail_round": firsts, "caught_by_round_4": sum(f is not None and f <= 4 for f in firsts) / len(firsts)}
-    honest_rows = [row for s in seeds for row in s["rows"] if row["subject"].startswith("honest")]
+    honest_rows = [{**row, "seed": s["seed"]} for s in seeds for row in s["rows"] if row["subject"].startswith("honest")]
     fpr = false_positive_rates(honest_rows, tol)
     nodes = len({row["subject"] for row in honest_rows}) or 1
     rounds = max(len({c["round"] for c in s["cost"]}) for s in seeds)
