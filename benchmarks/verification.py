@@ -183,7 +183,7 @@ def run_seed(seed: int, rounds: int, honest: int, kinds: list[str]) -> dict:
                 rows.append(
                     {
                         "round": r, "verifier": sim.name[rec.hotkey], "subject": sim.name[rec.subject], "verdict": rec.verdict,
-                        "reason": rec.reason, "work_z": metrics.get("work_z"), "log_alignment": math.log(metrics["alignment"]) if metrics["alignment"] > 0 else None,
+                        "reason": rec.reason, "work_z": metrics.get("work_z"), "log_alignment": math.log(metrics["alignment"]) if metrics["alignment"] > 0 and metrics["alignment_judged"] else None,
                         "work_checks": metrics["work_checks"], "work_evidence": metrics["work_evidence"], "alignment_rounds": metrics["alignment_rounds"],
                     }
                 )  # fmt: skip

@@ -125,12 +125,17 @@ def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients) -> None:
     gaps = [abs(c - r) for c, r in zip(inputs.claimed, recomputed, strict=False)]
     m["first_loss_gap"] = max(gaps) if len(gaps) == len(recomputed) and gaps else NO_FIRST_LOSSES
     general = grads.alignments(inputs.control, [inputs.vector, *inputs.others]).mean(dim=0)
-    yardstick = float(general[1:].median()) if len(inputs.others) else float(general[0])
-    m["alignment"] = float(general[0]) / yardstick if yardstick > 0 else 0.0
+    others = general[1:]
+    # ρ means something only while the round's updates do descend on general text: late in a run
+    # that overfits its pages they stop, and a ratio to a median near 0 would be noise.
+    descending = len(others) > 0 and float(others.median()) > 0 and int((others > 0).sum()) >= math.ceil(0.75 * len(others))
+    m["alignment_judged"] = float(descending)
+    m["alignment"] = float(general[0]) / float(others.median()) if descending else 1.0
 
 
 def _pooled(m: dict[str, float], inputs: CheckInputs, tol: Tolerances) -> None:
-    logs = [*inputs.prior_alignment, math.log(m["alignment"])] if m["alignment"] > 0 else list(inputs.prior_alignment)
+    judged = m["alignment_judged"] == 1.0 and m["alignment"] > 0
+    logs = [*inputs.prior_alignment, math.log(m["alignment"])] if judged else list(inputs.prior_alignment)
     m["alignment_rounds"] = float(len(logs))
     m["alignment_mean"] = statistics.fmean(logs) if logs else 0.0
     for i, value in enumerate(inputs.prior_alignment):
@@ -166,7 +171,7 @@ def _verdict(m: dict[str, float], tol: Tolerances) -> tuple[str, str]:
         return "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round"
     if m["max_cosine_previous"] >= tol.copy_cosine:
         return "fail", f"replay: {m['max_cosine_previous']:.3f} cosine with a contribution of the last round"
-    if m["alignment"] < tol.min_alignment:
+    if m["alignment_judged"] == 1.0 and m["alignment"] < tol.min_alignment:
         return "fail", f"not a descent direction at θ_r (alignment {m['alignment']:+.2f} of the round's median)"
     if rounds >= tol.min_alignment_rounds and abs(m["alignment_mean"]) > tol.alignment_limit(rounds):
         kind = "too short a trajectory (fewer inner steps than assigned)" if m["alignment_mean"] > 0 else "trained from another state"

@@ -129,7 +129,7 @@ class Verifier:
         records = []
         for subject in subjects:
             result = self._check(shared, subject, scores, work=True) if subject in targets else screened[subject]
-            if result.metrics["alignment"] > 0:
+            if result.metrics["alignment_judged"] == 1.0 and result.metrics["alignment"] > 0:
                 self.alignment_history[subject].append(math.log(result.metrics["alignment"]))
             if subject in targets or result.verdict == "fail":
                 record = self._record(shared, subject, scores, result)

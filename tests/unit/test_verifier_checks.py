@@ -1,5 +1,6 @@
 """The verifier's checks on real training: every kind of fake work fails, honest work passes."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -176,3 +177,13 @@ def test_control_pages_are_unassigned_and_seeded_by_the_beacon():
     assert control != control_pages(run, 5, "verifier", b"c" * 32, 6, 200, busy)
     with pytest.raises(ValueError):
         control_pages(run, 5, "verifier", b"b" * 32, 6, 36, busy)
+
+
+def test_alignment_is_not_judged_when_the_round_does_not_descend(round_):
+    """Late in a run that overfits its pages the updates stop descending on general text; a ratio to
+    a median near or below 0 would fail honest work, so the round is not judged on alignment."""
+    inputs = _inputs(round_, "honest", work=False)
+    flipped = dataclasses.replace(inputs, others=[-v for v in inputs.others])
+    result = run_checks(build_model("tiny", 0), flipped, Tolerances())
+    assert result.metrics["alignment_judged"] == 0.0 and result.verdict == "pass", result.metrics
+    assert _check(round_, "honest", work=False).metrics["alignment_judged"] == 1.0
