@@ -18,9 +18,10 @@ subjects the beacon draws, checked for work on its data:
     round's (the later one fails: a replay of an old update);
   - alignment ρ: how well Δ/|Δ| lines up with the gradient of control windows
     at θ_r, against the median of the round's other contributions. Noise and
-    negated updates have ρ ≈ 0 or < 0. Short trajectories (fewer inner steps
-    than assigned, then rescaled) stay close to the first gradient, ρ ≈ 2; the
-    running mean of log ρ over rounds judges that, since one round is noisy;
+    negated updates have ρ ≈ 0 or < 0; short trajectories (fewer inner steps
+    than assigned, then rescaled) stay close to the first gradient, ρ ≈ 2.
+    One round is noisy, and late in a run honest ρ of one round can be near 0,
+    so only the running mean of log ρ (floored) over rounds is judged;
   - work: one trained window per assigned page against the control windows,
     each as a(Δ) minus the median a(other) on the same window (page difficulty
     and the general gain of any update cancel). The Welch statistic `work_z`
@@ -48,7 +49,7 @@ class Tolerances:
     norm_band: float = 1.5  # the norm must lie within [1/band, band] times the round's median (honest: 0.92-1.04)
     copy_cosine: float = 0.9  # this similar to another contribution: a copy
     first_loss_atol: float = 0.05  # nats: bf16 training against a float32 recompute differs by far less
-    min_alignment: float = 0.25  # ρ below this: not a descent direction at θ_r
+    min_alignment: float = 0.25  # the floor of ρ in the running mean (noise ≈ 0, negated < 0)
     # log ρ of an honest node has a per-round spread and a bias of its own that persists over
     # rounds (docs/DESIGN.md): the limit on its running mean never shrinks below the bias.
     alignment_bias: float = 0.2
@@ -133,9 +134,15 @@ def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients) -> None:
     m["alignment"] = float(general[0]) / float(others.median()) if descending else 1.0
 
 
+def log_alignment(alignment: float, tol: Tolerances) -> float:
+    """log ρ, floored at log(min_alignment): noise (ρ ≈ 0) and negated updates (ρ < 0) count as the
+    floor, and one round near 0 late in a run cannot sink an honest mean alone."""
+    return math.log(max(alignment, tol.min_alignment))
+
+
 def _pooled(m: dict[str, float], inputs: CheckInputs, tol: Tolerances) -> None:
-    judged = m["alignment_judged"] == 1.0 and m["alignment"] > 0
-    logs = [*inputs.prior_alignment, math.log(m["alignment"])] if judged else list(inputs.prior_alignment)
+    current = [log_alignment(m["alignment"], tol)] if m["alignment_judged"] == 1.0 else []
+    logs = [*inputs.prior_alignment, *current]
     m["alignment_rounds"] = float(len(logs))
     m["alignment_mean"] = statistics.fmean(logs) if logs else 0.0
     for i, value in enumerate(inputs.prior_alignment):
@@ -171,10 +178,10 @@ def _verdict(m: dict[str, float], tol: Tolerances) -> tuple[str, str]:
         return "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round"
     if m["max_cosine_previous"] >= tol.copy_cosine:
         return "fail", f"replay: {m['max_cosine_previous']:.3f} cosine with a contribution of the last round"
-    if m["alignment_judged"] == 1.0 and m["alignment"] < tol.min_alignment:
-        return "fail", f"not a descent direction at θ_r (alignment {m['alignment']:+.2f} of the round's median)"
     if rounds >= tol.min_alignment_rounds and abs(m["alignment_mean"]) > tol.alignment_limit(rounds):
-        kind = "too short a trajectory (fewer inner steps than assigned)" if m["alignment_mean"] > 0 else "trained from another state"
+        kind = (
+            "too short a trajectory (fewer inner steps than assigned)" if m["alignment_mean"] > 0 else "not the descent of training at θ_r"
+        )
         return "fail", f"{kind}: mean log alignment {m['alignment_mean']:+.2f} over {rounds} rounds"
     if m["work_evidence"] <= -tol.work_evidence:
         return "fail", f"assigned pages not learned: evidence {m['work_evidence']:+.1f} over {m['work_checks']:.0f} checks"

@@ -25,7 +25,7 @@ from node.data.corpus import Corpus
 from node.outer.optimizer import OuterState
 from node.trainer.model import build_model
 from node.verifier.alignment import Gradients
-from node.verifier.checks import CheckInputs, CheckResult, Tolerances, run_checks
+from node.verifier.checks import CheckInputs, CheckResult, Tolerances, log_alignment, run_checks
 from node.verifier.scores import Scoreboard
 from node.verifier.windows import Draw, control_windows, first_rows, trained_windows
 from protocol import signing
@@ -129,8 +129,8 @@ class Verifier:
         records = []
         for subject in subjects:
             result = self._check(shared, subject, scores, work=True) if subject in targets else screened[subject]
-            if result.metrics["alignment_judged"] == 1.0 and result.metrics["alignment"] > 0:
-                self.alignment_history[subject].append(math.log(result.metrics["alignment"]))
+            if result.metrics["alignment_judged"] == 1.0:
+                self.alignment_history[subject].append(log_alignment(result.metrics["alignment"], self.settings.tolerances))
             if subject in targets or result.verdict == "fail":
                 record = self._record(shared, subject, scores, result)
                 self.store.put_record(record)

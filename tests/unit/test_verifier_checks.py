@@ -110,9 +110,14 @@ def test_a_claimed_start_state_that_is_not_theta_r_fails_on_the_first_batch(roun
 def test_noise_and_negated_updates_are_no_descent_directions(round_):
     v = round_[2]["honest"]
     noise = torch.randn(v.numel(), generator=torch.Generator().manual_seed(3))
+    floor = math.log(Tolerances().min_alignment)
     for fake in (noise * (v.norm() / noise.norm()), -v):
-        result = _check(round_, "honest", vector=fake, work=False)
-        assert result.verdict == "fail" and "not a descent direction" in result.reason, result.metrics
+        alone = _check(round_, "honest", vector=fake, work=False)
+        assert alone.metrics["alignment"] < Tolerances().min_alignment and alone.verdict == "pass"  # one round is not enough
+        result = _check(round_, "honest", vector=fake, work=False, prior_alignment=(floor, floor))
+        assert result.verdict == "fail" and "not the descent of training" in result.reason, result.metrics
+    honest = _check(round_, "honest", work=False, prior_alignment=(floor, 0.0, 0.0, 0.0, 0.0))
+    assert honest.verdict == "pass"  # one honest round near 0 late in a run does not sink the mean
 
 
 def test_scaled_updates_fail_on_norm(round_):
@@ -137,7 +142,7 @@ def test_a_run_of_short_trajectories_fails_and_one_round_does_not(round_):
     result = _check(round_, "honest", work=False, prior_alignment=(high, high, high))
     assert result.verdict == "fail" and "too short a trajectory" in result.reason
     low = _check(round_, "honest", work=False, prior_alignment=(-high, -high, -high))
-    assert low.verdict == "fail" and "another state" in low.reason
+    assert low.verdict == "fail" and "not the descent of training" in low.reason
     assert result.metrics["prior_alignment_0"] == high and result.metrics["alignment_rounds"] == 4
 
 
