@@ -30,7 +30,7 @@ from node.verifier.scores import Scoreboard
 from node.verifier.windows import Draw, control_windows, first_rows, trained_windows
 from protocol import signing
 from protocol.assignment import assign_pages, control_pages, train_seed, verification_targets
-from protocol.messages import MAX_EVIDENCE, ContributionMeta, ManifestEntry, Metric, VerificationRecord
+from protocol.messages import MAX_EVIDENCE, ContributionMeta, Evidence, ManifestEntry, Metric, VerificationRecord
 from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ class RoundInputs:
     control: list[int]
     control_windows: torch.Tensor
     grads: Gradients
+    evidence: dict[str, tuple[Evidence, ...]]  # each subject's pooled trusted checks, read once for the round
 
 
 class Verifier:
@@ -122,7 +123,8 @@ class Verifier:
         )
         windows = control_windows(self.corpus.pages(control), self.train.seq_len, Draw(self.run_id, round_, self.hotkey, beacon, ""))
         grads = Gradients(self.model, base.theta)
-        shared = RoundInputs(round_, base, base_hash, beacon, contributions, previous, control, windows, grads)
+        evidence = {h: scores.evidence(h, round_, self.settings.evidence_rounds, MAX_EVIDENCE) for h in subjects}
+        shared = RoundInputs(round_, base, base_hash, beacon, contributions, previous, control, windows, grads, evidence)
         screened = {s: self._check(shared, s, scores, work=False) for s in subjects}
         passed = [s for s in subjects if screened[s].verdict == "pass"]
         targets = self._targets(shared, passed, scores)
@@ -144,9 +146,7 @@ class Verifier:
         the proven last), ties in the beacon's order: checks go where a verdict is still open."""
         tol, r = self.settings.tolerances, shared.round
         drawn = verification_targets(self.run_id, r, self.hotkey, shared.beacon, passed, len(passed))
-        evidence = {
-            s: math.fsum(tol.work_llr(e.work_z) for e in scores.evidence(s, r, self.settings.evidence_rounds, MAX_EVIDENCE)) for s in drawn
-        }
+        evidence = {s: math.fsum(tol.work_llr(e.work_z) for e in shared.evidence[s]) for s in drawn}
         return set(sorted(drawn, key=lambda s: evidence[s])[: self.settings.samples])
 
     def _inputs(self, shared: RoundInputs, subject: str, scores: Scoreboard, work: bool) -> CheckInputs:
@@ -157,7 +157,7 @@ class Verifier:
         draw = Draw(self.run_id, r, self.hotkey, shared.beacon, subject)
         rows, first = first_rows(tokens, seed, t.batch_size, t.seq_len, s.first_rows, draw)
         claimed = tuple(meta.first_losses[i] for i in rows) if len(meta.first_losses) == t.batch_size else ()
-        evidence = scores.evidence(subject, r, s.evidence_rounds, MAX_EVIDENCE)
+        evidence = shared.evidence[subject]
         return CheckInputs(
             theta=shared.base.theta,
             vector=shared.contributions[subject].vector,
@@ -197,7 +197,7 @@ class Verifier:
             page_digests=page_digests,
             compared=tuple(ManifestEntry(h, shared.contributions[h].meta.digest) for h in sorted(shared.contributions) if h != subject),
             previous=tuple(ManifestEntry(h, shared.previous[h].meta.digest) for h in sorted(shared.previous)),
-            evidence=scores.evidence(subject, r, self.settings.evidence_rounds, MAX_EVIDENCE),
+            evidence=shared.evidence[subject],
             metrics=tuple(Metric(k, v) for k, v in result.metrics.items()),
             tolerances=tuple(Metric(k, v) for k, v in [*self.settings.tolerances.as_pairs(), *settings]),
             verdict=result.verdict,
