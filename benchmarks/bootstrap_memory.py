@@ -91,7 +91,7 @@ def signed_records(keypair: Keypair, run_id: bytes, peer_id: bytes, round_: int)
         digest=os.urandom(32),
         nbytes=20_000,
         codec="sparseloco-ec",
-        base_state_hash=bytes(32),
+        trained_from=bytes(32),
     )
     return [signing.sign(binding, keypair), signing.sign(meta, keypair)]
 

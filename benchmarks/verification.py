@@ -112,7 +112,7 @@ class Sim:
             store.write_spec(self.spec)
             verifier = Verifier(
                 self.run_id, keys[n], self.spec.model.preset, self.corpus, self.excluded,
-                self.spec.data.pages_per_round, self.spec.train, store, VerifierSettings(),
+                self.spec.data.pages_per_round, self.spec.train, self.spec.outer.lr, store, VerifierSettings(),
             )  # fmt: skip
             self.validators[n] = (verifier, Scoreboard())
         self.previous: dict[str, Contribution] = {}
@@ -144,7 +144,7 @@ class Sim:
     def _contribution(self, r: int, name: str, payload: bytes, first: tuple[float, ...], base_hash: bytes) -> Contribution:
         meta = ContributionMeta(
             run_id=self.run_id, round=r, hotkey=self.hotkey[name], peer_id=b"", digest=hashlib.sha256(payload).digest(),
-            nbytes=len(payload), codec=self.spec.codec.name, base_state_hash=base_hash, first_losses=first,
+            nbytes=len(payload), codec=self.spec.codec.name, trained_from=base_hash, first_losses=first,
         )  # fmt: skip
         return Contribution(meta, self.codec.decode(payload, self.state.theta.numel()), payload)
 

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from node.outer.contributions import ContributionPool
+from node.outer.head_start import Head
 from node.outer.optimizer import OuterState
 from node.round.states import Base
 from node.round.train import Work, Worker
@@ -91,8 +92,8 @@ class Late(Worker):
 
     previous: Work | None = None
 
-    async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
-        current = await super().work(r, base, deadlines)
+    async def work(self, r: int, base: Base, deadlines: Deadlines, head: Head | None = None) -> Work | None:
+        current = await super().work(r, base, deadlines, head)
         previous, self.previous = self.previous, current
         return None if previous is None else replace(previous, publish_until=deadlines.reveal)
 
@@ -145,7 +146,7 @@ class Copy(Worker):
         worker.pool = node.pool  # type: ignore[attr-defined]
         return worker
 
-    async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
+    async def work(self, r: int, base: Base, deadlines: Deadlines, head: Head | None = None) -> Work | None:
         assert self.pool is not None
         while time.time() < deadlines.collect_end:
             collected = await self.pool.poll(r)

@@ -25,6 +25,12 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seed of the nodes' identities, and so of the run's page assignment (default: the demo's usual identities)",
     )
+    demo.add_argument(
+        "--no-overlap", action="store_true", help="train half of each round and exchange in the other half (to measure what overlap gains)"
+    )
+    demo.add_argument(
+        "--inner-steps", type=int, default=None, metavar="H", help="inner steps per round (default: as many as fill the train window here)"
+    )
     demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
     demo.add_argument("--ranks-per-node", type=int, default=1, metavar="N", help="run each node as N torchrun ranks (gloo on CPU)")
     demo.add_argument(
@@ -55,4 +61,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         ranks_per_node=args.ranks_per_node,
         sybils=args.sybils,
         seed=args.seed,
+        overlap=not args.no_overlap,
+        inner_steps=args.inner_steps,
     )

@@ -16,10 +16,12 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 from devnet.adversaries import check_kind as check_adversary
+from devnet.calibrate import calibrate, fit_steps
 from devnet.judge import BOOTSTRAPS, judge, print_round
 from devnet.processes import start_bootstrap, start_node, start_sybils, stop, stop_tree, wait_for_file
 from node.config import (
@@ -32,6 +34,7 @@ from node.config import (
 )
 from node.fsutil import atomic_write
 from node.round.report import read_reports
+from protocol.schedule import OVERLAPPED, SEQUENTIAL
 
 BOOT_SECONDS = 20.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
 
@@ -44,10 +47,16 @@ def key_seed(i: int, seed: int | None = None) -> bytes:
 
 
 def prepare(
-    out: Path, peers: int, round_seconds: float, adversaries: list[str], seed: int | None = None
+    out: Path,
+    peers: int,
+    round_seconds: float,
+    adversaries: list[str],
+    seed: int | None = None,
+    overlap: bool = True,
+    fit: Callable[[RunSpec], RunSpec] = lambda spec: spec,
 ) -> tuple[RunSpec, list[NodeConfig], list[str], list[str]]:
-    """Fresh chain, keys and corpus under `out`: the spec, one node config per node, the adversaries'
-    hotkeys, and each node's adversary kind ("" for honest nodes).
+    """Fresh chain, keys and corpus under `out`: the spec (`fit` sets its inner steps), one node config
+    per node, the adversaries' hotkeys, and each node's adversary kind ("" for honest nodes).
 
     Honest nodes come first, each a validator (node0 has the most stake and signs manifests);
     adversaries follow with small stakes: registered, but no validator permit.
@@ -67,11 +76,13 @@ def prepare(
     data = DataSpec()
     corpus = open_corpus(data, out / "corpus")
     chain = DevChain.create(out / "chain.sqlite", block_time=1.0, max_validators=peers)
-    spec = RunSpec(
-        name="demo",
-        data=replace(data, digest=corpus.digest),
-        chain=ChainSpec(kind="dev", path=str((out / "chain.sqlite").resolve())),
-        schedule=ScheduleSpec(start_block=chain.block() + int(BOOT_SECONDS), round_seconds=round_seconds),
+    spec = fit(
+        RunSpec(
+            name="demo",
+            data=replace(data, digest=corpus.digest),
+            chain=ChainSpec(kind="dev", path=str((out / "chain.sqlite").resolve())),
+            schedule=ScheduleSpec(start_block=chain.block() + int(BOOT_SECONDS), round_seconds=round_seconds, overlap=overlap),
+        )
     )
     wallets = out / "wallets"
     nodes, cheaters, kinds = [], [], []
@@ -108,13 +119,17 @@ def run_demo(
     ranks_per_node: int = 1,
     sybils: int = 0,
     seed: int | None = None,
+    overlap: bool = True,
+    inner_steps: int | None = None,
 ) -> int:
     """Run the swarm; with `late_rounds`, the last node only starts once that round has begun;
     `sybils` adds that many unregistered identities flooding the DHT (devnet/sybil.py, one process);
     `adversaries` adds one cheating node of each named kind; with `bootstraps_down`, every
     bootstrap stops once that round begins (otherwise only the first, halfway); with `ranks_per_node`
     each node runs as that many torchrun ranks (gloo on CPU); `seed` seeds the nodes' identities
-    (and so the page assignment; None: the usual ones)."""
+    (and so the page assignment; None: the usual ones); `overlap` false trains half of each round
+    and exchanges in the other half; `inner_steps` pins H (default: as many as fill the train window
+    on this machine, devnet/calibrate.py)."""
     if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds or not 0 <= bootstraps_down < rounds:
         print("error: the demo needs at least 2 peers, 1 round, and --late-join and --stop-bootstraps below --rounds", file=sys.stderr)
         return 2
@@ -127,7 +142,15 @@ def run_demo(
     if round_seconds is None:  # on 2 cores every extra process slows everyone down
         round_seconds = 20.0 + 5.0 * max(0, total - 3)
     started = time.time()
-    spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries), seed)
+    calibration = calibrate(RunSpec(), total * ranks_per_node)
+    train_seconds = (OVERLAPPED if overlap else SEQUENTIAL).train * round_seconds
+
+    def fit(spec: RunSpec) -> RunSpec:
+        if inner_steps is not None:
+            return replace(spec, train=replace(spec.train, inner_steps=inner_steps))
+        return fit_steps(spec, train_seconds, calibration)
+
+    spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries), seed, overlap, fit)
     configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
     round_zero = started + BOOT_SECONDS  # approximately: the chain's block clock decides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -153,7 +176,9 @@ def run_demo(
             start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds, strict=False)
         ]  # a late joiner starts later
         print(
-            f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s, "
+            f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s ({'overlapped' if overlap else 'sequential'}), "
+            f"H = {spec.train.inner_steps} inner steps on {spec.data.pages_per_round} pages "
+            f"(one step alone: {calibration.step_seconds_alone * 1000:.0f} ms), "
             f"seed {'default' if seed is None else seed}, logs under {out}/nodes/*/node.log"
         )
         if adversaries:
@@ -203,6 +228,7 @@ def run_demo(
         sybil_report=out / "sybils" / "report.json" if sybils else None,
         honest=peers,
         seed=seed,
+        tokens_per_second_alone=calibration.tokens_per_second_alone(spec),
     )
 
 

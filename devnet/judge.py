@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from statistics import mean
+from statistics import mean, median
 
 from node.config import RunSpec
 from node.fsutil import atomic_write
@@ -57,6 +57,28 @@ def min_inner_steps(log: dict[int, RoundReport]) -> int | None:
     return min((x.inner_steps for x in log.values() if x.inner_steps is not None), default=None)
 
 
+def compute_utilization(log: dict[int, RoundReport]) -> float | None:
+    """Median over the rounds the node trained of its seconds in inner steps per second of round."""
+    shares = [x.compute_utilization for x in log.values() if x.compute_utilization is not None]
+    return round(median(shares), 4) if shares else None
+
+
+def efficiency(logs: list[dict[int, RoundReport]], spec: RunSpec, rounds: int, tokens_per_second_alone: float | None) -> dict:
+    """How busy the nodes kept their cores, and the swarm's tokens per second against one process alone."""
+    tokens = {log[min(log)].hotkey: sum(x.tokens_trained or 0 for x in log.values()) for log in logs if log}
+    swarm = sum(tokens.values()) / (rounds * spec.schedule.round_seconds)
+    return {
+        "overlap": spec.schedule.overlap,
+        "round_seconds": spec.schedule.round_seconds,
+        "inner_steps": spec.train.inner_steps,
+        "pages_per_round": spec.data.pages_per_round,
+        "compute_utilization": {log[min(log)].hotkey: compute_utilization(log) for log in logs if log},
+        "tokens_trained": tokens,
+        "swarm_tokens_per_second": round(swarm, 1),
+        "tokens_per_second_alone": round(tokens_per_second_alone, 1) if tokens_per_second_alone else None,
+    }
+
+
 def failing_verdicts_on(logs: list[dict[int, RoundReport]], subjects: set[str]) -> int:
     """How many 'fail' verdicts the given nodes' logs record about any of `subjects`."""
     return sum(1 for log in logs for x in log.values() for _r, subject, verdict in x.verdicts if verdict == "fail" and subject in subjects)
@@ -101,6 +123,7 @@ def judge(
     sybil_report: Path | None = None,
     honest: int | None = None,
     seed: int | None = None,
+    tokens_per_second_alone: float | None = None,
 ) -> int:
     """Write summary.json; non-zero exit when the swarm did not do its job.
 
@@ -163,6 +186,7 @@ def judge(
     # Records some node read only because a peer pushed them: the DHT alone would have lost them.
     summary["records_only_pushed"] = sum(log[max(log)].records_only_pushed for log in logs if log)
     summary["peak_rss_bytes"] = {log[min(log)].hotkey: max(x.peak_rss_bytes for x in log.values()) for log in logs if log}
+    summary.update(efficiency(logs, spec, rounds, tokens_per_second_alone))
     if sybil_report is not None:
         summary.update(sybil_summary(logs, sybil_report))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
@@ -197,6 +221,12 @@ def judge(
             f"eval loss {evals[0]:.4f} -> {evals[-1]:.4f} ({evals[-1] / evals[0]:.2f}x); "
             f"upload {summary['upload_bytes_per_peer_round']:.0f} B/peer/round vs dense fp32 {dense} B; "
             f"{summary['wall_seconds']} s"
+        )
+    busy = [u for u in summary["compute_utilization"].values() if u is not None]
+    if busy:
+        print(
+            f"compute utilization {min(busy):.3f}-{max(busy):.3f} (median of rounds, per node); swarm "
+            f"{summary['swarm_tokens_per_second']:.0f} tokens/s, one process alone {summary['tokens_per_second_alone'] or 0:.0f}"
         )
     for problem in problems:
         print(f"FAILED: {problem}", file=sys.stderr)

@@ -95,7 +95,7 @@ class Sybil:
                 digest=_junk(me, r),
                 nbytes=4096,
                 codec=self.codec,
-                base_state_hash=_junk("base", r),
+                trained_from=_junk("base", r),
             ),
             RoundManifest(
                 run_id=self.run_id,
@@ -116,6 +116,7 @@ class Sybil:
                 payload_digest=_junk(subject, r),
                 base_state_hash=_junk("base", r),
                 claimed_base_hash=_junk("base", r),
+                head_start=b"",
                 codec=self.codec,
                 claimed_losses=(),
                 beacon=_junk("beacon", r),
@@ -231,7 +232,9 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec, config = load_run_file(Path(args.config))
     chain = open_chain(spec)
-    schedule = RoundSchedule(genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds)
+    schedule = RoundSchedule(
+        genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds, overlap=spec.schedule.overlap
+    )
     asyncio.run(run_sybils(spec, chain, schedule, list(config.bootstrap), args.count, args.rounds, Path(args.report)))
 
 

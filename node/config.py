@@ -136,6 +136,9 @@ class ChainSpec:
 class ScheduleSpec:
     start_block: int = 0
     round_seconds: float = 30.0
+    # Round r's exchange runs while round r+1 trains, which trains from θ_{r-1} (protocol/schedule.py);
+    # false: train half the round, exchange in the other half (kept to measure what overlap gains).
+    overlap: bool = True
 
     def __post_init__(self) -> None:
         _require(self.round_seconds > 0, "round_seconds must be positive")

@@ -84,7 +84,12 @@ class SwarmNode:
         self.rank_group = ranks  # torchrun: this is rank 0, the other ranks train with it (node/trainer/distributed.py)
         self.ranked: RankedTrainer | None = None
         self.worker_class = worker_class
-        self.schedule = RoundSchedule(genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds)
+        self.schedule = RoundSchedule(
+            genesis=chain_genesis(chain, spec.schedule.start_block),
+            round_seconds=spec.schedule.round_seconds,
+            overlap=spec.schedule.overlap,
+        )
+        self.training = asyncio.Lock()  # the model, inner optimizer and residual: one round's training at a time
         self.codec = get_codec(spec.codec.codec_spec())
         self.outer = OuterOptimizer(lr=spec.outer.lr, momentum=spec.outer.momentum, nesterov=spec.outer.nesterov)
         self.feedback = ErrorFeedback()
@@ -127,6 +132,8 @@ class SwarmNode:
                     self.trainer.load_state_dict(saved_inner)
             except (StateError, ValueError, KeyError, TypeError, AttributeError) as e:
                 log.warning("ignoring the saved inner optimizer state: %s", e)
+        if self.config.evaluate and self.ranked is None:  # its own model: evaluation runs while the next round trains
+            self.eval_model = node_model(self.spec.model.preset, self.spec.model.seed, self.device, "off")
         self.audit.write_spec(self.spec)
         verifier = Verifier(
             self.run_id,
@@ -136,6 +143,7 @@ class SwarmNode:
             self.excluded,
             self.spec.data.pages_per_round,
             t,
+            self.spec.outer.lr,
             self.audit,
             VerifierSettings(samples=self.config.verify_samples),
         )
@@ -173,19 +181,32 @@ class SwarmNode:
         watch_memory = asyncio.create_task(self.memory.watch(), name="peak-rss")
         await serve_audit(self.swarm.p2p, self.audit)
         log.info("node %s peer %s listening on %s", self.hotkey, self.swarm.peer_id.hex()[:16], self.swarm.visible_maddrs())
+        running: set[asyncio.Task] = set()
         try:
             round_ = await join(self)
             while rounds is None or round_ < rounds:
-                try:
-                    await engine.run_round(self, round_)
-                except (asyncio.CancelledError, KeyboardInterrupt, RankFailure):
-                    raise
-                except Exception:  # one bad round must not take the node down; the next one re-syncs
-                    log.exception("round %d failed", round_)
+                task = asyncio.create_task(self._round(round_), name=f"round-{round_}")
+                running.add(task)
+                task.add_done_callback(running.discard)
+                # round r+1 starts when its window opens, whether or not round r's exchange is over
+                await engine.sleep_until(self.schedule.deadlines(round_ + 1).start)
+                for done in [t for t in running if t.done()]:
+                    done.result()  # a failure that must stop the node (a lost rank) surfaces here
                 round_ += 1
+            await asyncio.gather(*running)
         finally:
+            for task in running:
+                task.cancel()
             watch_memory.cancel()
             await self.swarm.shutdown()
+
+    async def _round(self, r: int) -> None:
+        try:
+            await engine.run_round(self, r)
+        except (asyncio.CancelledError, KeyboardInterrupt, RankFailure):
+            raise
+        except Exception:  # one bad round must not take the node down; the next one re-syncs
+            log.exception("round %d failed", r)
 
     async def apply(self, manifest: RoundManifest, base: Base) -> OuterState | None:
         """θ_{r+1} from `base` and exactly what `manifest` names (None when a named payload is missing)."""
@@ -203,9 +224,9 @@ class SwarmNode:
         theta = self.states.state.theta
         if self.ranked is not None:
             return self.ranked.evaluate(theta, self.eval_page_ids)
-        params.load_flat(self.model, theta.to(self.device))
+        params.load_flat(self.eval_model, theta.to(self.device))
         return eval_loss(
-            self.model, self.corpus.pages(self.eval_page_ids), self.spec.train.seq_len, self.spec.train.batch_size, self.device
+            self.eval_model, self.corpus.pages(self.eval_page_ids), self.spec.train.seq_len, self.spec.train.batch_size, self.device
         )
 
     def forget_before(self, r: int) -> None:

@@ -45,9 +45,14 @@ class ContributionMeta:
     digest: bytes = bounded(exact_len=DIGEST_BYTES)
     nbytes: int
     codec: str = bounded(max_len=MAX_CODEC_NAME)
-    base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # θ_r it was trained from
-    # The training loss of each row of the first inner step's batch, which starts at θ_r: a verifier
-    # recomputes some of them, so a node that trained from another state cannot claim θ_r.
+    # the hash of the state it was trained from: θ of round RoundSchedule.trained_from(round),
+    # which with overlap is the state before the one the round's manifest applies it to
+    trained_from: bytes = bounded(exact_len=DIGEST_BYTES)
+    # With overlap, the digest of the node's own payload of the round before, whose outer step it took
+    # before training (node/outer/head_start.py); empty when it trained from trained_from itself.
+    head_start: bytes = bounded(max_len=DIGEST_BYTES, default=b"")
+    # The training loss of each row of the first inner step's batch, which starts at that state: a
+    # verifier recomputes some of them, so a node that trained from another state cannot claim it.
     first_losses: tuple[float, ...] = bounded(max_len=MAX_BATCH_ROWS, default=())
     signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
 
@@ -142,8 +147,9 @@ class VerificationRecord:
     hotkey: str = bounded(max_len=MAX_HOTKEY)  # the verifier
     subject: str = bounded(max_len=MAX_HOTKEY)  # whose contribution
     payload_digest: bytes = bounded(exact_len=DIGEST_BYTES)
-    base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # θ_r
+    base_state_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # the state checked against: the round's trained_from
     claimed_base_hash: bytes = bounded(exact_len=DIGEST_BYTES)  # what the subject said it trained from
+    head_start: bytes = bounded(max_len=DIGEST_BYTES)  # the subject's head start payload, or empty
     codec: str = bounded(max_len=MAX_CODEC_NAME)
     claimed_losses: tuple[float, ...] = bounded(max_len=MAX_BATCH_ROWS)  # the subject's first_losses
     beacon: bytes = bounded(exact_len=DIGEST_BYTES)  # round r's manifest digest: seeds the windows, unknown while training
@@ -172,7 +178,9 @@ class VerificationRecord:
 
     def inputs(self) -> tuple[bytes, ...]:
         """The digests of every blob the record names: the payloads compared and the pages read."""
-        return (self.payload_digest, *(e.digest for e in (*self.compared, *self.previous)), *self.page_digests)
+        unknown = any(m.name == "head_unknown" and m.value == 1.0 for m in self.metrics)  # the verifier holds no such blob
+        head = (self.head_start,) if self.head_start and not unknown else ()
+        return (self.payload_digest, *head, *(e.digest for e in (*self.compared, *self.previous)), *self.page_digests)
 
 
 SignedMessage = PeerBinding | ContributionMeta | RoundManifest | StateAnnouncement | VerificationRecord

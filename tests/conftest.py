@@ -78,9 +78,12 @@ def audit_store(tmp_path_factory):
     (their pages, their seeds, their first-batch losses), all three work-checked."""
     from dataclasses import replace
 
+    import torch
+
     from node.audit.store import AuditStore
     from node.config import TrainSpec
     from node.data.build import build_corpus_from_bytes
+    from node.outer.head_start import Head, head_start
     from node.outer.optimizer import OuterState
     from node.round.train import local_delta
     from node.trainer import params
@@ -102,30 +105,38 @@ def audit_store(tmp_path_factory):
     store.write_spec(spec)
     excluded = frozenset(eval_pages(run, corpus.num_pages, 2))
     verifier = Verifier(
-        run, keypair("Verifier"), "tiny", corpus, excluded, pages_per_round=2, train=spec.train, store=store,
+        run, keypair("Verifier"), "tiny", corpus, excluded, pages_per_round=2, train=spec.train, outer_lr=spec.outer.lr, store=store,
         settings=VerifierSettings(samples=3, control_pages=4),
     )  # fmt: skip
     model = build_model("tiny", 0)
     base = OuterState.fresh(params.flatten(model))
     codec = get_codec(spec.codec.codec_spec())
     contributions = {}
+    numel = base.theta.numel()
+    # C took a head start (node/outer/head_start.py): its own last payload's outer step, then training
+    head_payload = codec.encode(0.01 * torch.randn(numel, generator=torch.Generator().manual_seed(5)))
+    head = Head(hashlib.sha256(head_payload).digest(), head_payload, codec.decode(head_payload, numel))
     for name in ("A", "B", "C"):
         key = keypair(name)
         hotkey, seed = key.ss58_address, train_seed(run, 0, key.ss58_address)
         pages = corpus.pages(assign_pages(run, 0, hotkey, corpus.num_pages, 2, excluded))
-        params.load_flat(model, base.theta)
+        start = head_start(base.theta, head.vector, spec.outer.lr) if name == "C" else base.theta
+        params.load_flat(model, start)
         first = tuple(row_losses(model, first_batch(pages, spec.train.batch_size, spec.train.seq_len, seed)))
         trainer = InnerTrainer.from_spec(model, spec.train, "cpu")
-        _, delta = local_delta(model, trainer, base.theta, pages, spec.train.inner_steps, seed)
+        _, delta = local_delta(model, trainer, start, pages, spec.train.inner_steps, seed)
         payload = codec.encode(delta)
         meta = ContributionMeta(
             run_id=run, round=0, hotkey=hotkey, peer_id=b"p", digest=hashlib.sha256(payload).digest(), nbytes=len(payload),
-            codec=spec.codec.name, base_state_hash=base.state_hash(), first_losses=first,
+            codec=spec.codec.name, trained_from=base.state_hash(), first_losses=first, head_start=head.digest if name == "C" else b"",
         )  # fmt: skip
-        contributions[hotkey] = Contribution(signing.sign(meta, key), codec.decode(payload, base.theta.numel()), payload)
+        mine = head if name == "C" else None
+        contributions[hotkey] = Contribution(signing.sign(meta, key), codec.decode(payload, numel), payload, mine)
     records = verifier.verify_round(0, base, base.state_hash(), b"beacon".ljust(32, b"."), contributions, {}, Scoreboard())
     assert len(records) == 3 and {r.subject for r in records} == set(contributions)
     assert all(r.metric("work_checked") == 1.0 for r in records), [r.reason for r in records]
+    started = {r.subject: r for r in records if r.head_start}
+    assert list(started) == [keypair("C").ss58_address] and started[keypair("C").ss58_address].metric("first_loss_gap") < 1e-5
     for record in records:
         signing.verify(record, run)
         assert record.base_state_hash == base.state_hash() and record.verdict in ("pass", "fail")

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from node.audit.store import EVIDENCE, RECORDS, AuditError, AuditStore, record_path
+from node.outer.head_start import head_start
 from node.trainer import params
 from node.trainer.model import build_model
 from node.verifier.checks import CheckInputs, Tolerances, run_checks
@@ -96,8 +97,12 @@ class Replayer:
         indices, first = first_rows(assigned, seed, t.batch_size, t.seq_len, rows, draw)
         claimed = tuple(rec.claimed_losses[i] for i in indices) if len(rec.claimed_losses) == t.batch_size else ()
         checked = rec.metric("work_checked") == 1.0
+        start = base.theta
+        if rec.head_start:  # None: the verifier could not get the head the subject named (no blob is held)
+            start = None if rec.metric("head_unknown") == 1.0 else head_start(base.theta, self._decode(rec.head_start), self.spec.outer.lr)
         return CheckInputs(
             theta=base.theta,
+            start=start,
             vector=self._decode(rec.payload_digest),
             others=[self._decode(e.digest) for e in rec.compared],
             previous=[self._decode(e.digest) for e in rec.previous],

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from node.outer.head_start import Head
 from node.swarm.records import round_key
 from node.swarm.swarm import Swarm
 from node.swarm.transfer import TransferError
@@ -143,6 +144,36 @@ class ContributionPool:
             if hashlib.sha256(data).digest() == entry.digest:  # else a bad holder: try the next
                 return await self._decode(data, entry.digest, entry.hotkey)
         return None
+
+    async def announced(self, r: int, hotkey: str, digest: bytes) -> Head | None:
+        """`hotkey`'s round-r payload `digest`, if it announced that one (fetched from it if we lack it):
+        what a contribution of round r+1 may name as its head start."""
+        collected = self.rounds.get(r)
+        meta = collected.metas.get(hotkey) if collected is not None else None
+        if meta is None or meta.digest != digest:
+            metas = await self.get(round_key(self.run_id, "contrib", r), ContributionMeta)
+            meta = next((m for m in metas if m.hotkey == hotkey and m.digest == digest), None)
+        if meta is None:
+            return None
+        held = self.payloads.get(digest)
+        if held is None:
+            try:
+                data = await self.swarm.fetch(meta.peer_id, "payload", digest, meta.nbytes, timeout=FETCH_TIMEOUT)
+            except TransferError as e:
+                log.info("head start payload of %s not fetched: %s", hotkey, e)
+                return None
+        else:
+            data = held[1]
+        vector = await self._decode(data, digest, hotkey)
+        return None if vector is None else Head(digest, data, vector)
+
+    def own_head(self, r: int, hotkey: str) -> Head | None:
+        """This node's own round-r payload, if it published one."""
+        collected = self.rounds.get(r)
+        meta = collected.metas.get(hotkey) if collected is not None else None
+        if meta is None or meta.digest not in self.payloads:
+            return None
+        return Head(meta.digest, self.payloads[meta.digest][1], collected.vectors[hotkey])
 
     def forget_before(self, r: int) -> None:
         for old in [k for k in self.rounds if k < r]:

@@ -41,8 +41,9 @@ class Collector:
     outer_spec: OuterSpec
     outer: OuterOptimizer
 
-    async def until_manifest(self, r: int, base: Base, deadlines: Deadlines) -> RoundManifest | Signed | None:
-        """The round's manifest as found, or as this node signed it; None if none came before the round's end."""
+    async def until_manifest(self, r: int, base: Base | None, deadlines: Deadlines) -> RoundManifest | Signed | None:
+        """The round's manifest as found, or as this node signed it; None if none came before the round's end.
+        Only a node that holds θ_r (`base`) may sign."""
         signers = manifest_signers(self.chain.neurons())
         rank = signer_rank(signers, self.board.keypair.ss58_address)
         neurons = {n.hotkey: n for n in self.chain.neurons()}
@@ -52,7 +53,7 @@ class Collector:
             if manifest is not None:
                 return manifest
             now = time.time()
-            if rank is not None and self.states.round == r:
+            if rank is not None and base is not None and self.states.round == r:
                 slot = signing_time(self.schedule, r, rank, len(signers))
                 everyone_in = rank == 0 and await self._everyone_in(collected)
                 if may_sign(now, slot, rank, everyone_in) and collected.vectors:

@@ -1,10 +1,12 @@
 """One round, top to bottom: train, publish, collect, manifest, apply or sync, verify, finish.
 
-Each phase lives in its own module of this package. Every phase of round r
-works from `base`, the state the round started from, and from round r's own
-records, never from "whatever the node holds now": that is what lets round r's
-exchange and verification run while round r+1 trains. Verification already
-does (a background task); the rest still runs in sequence.
+Each phase lives in its own module of this package. The node starts round r+1
+when its window opens, whether or not round r is over (node/service.py): with
+overlap, round r's exchange (collect to finish) runs while round r+1 trains.
+So every phase of round r works from states it names by round, `source` (the
+state it trains from, θ_{r-1} with overlap) and `base` (θ_r, which the manifest
+applies to), and from round r's own records, never from "whatever the node
+holds now". Only training takes turns, under `node.training`.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from node.outer.head_start import Head
 from node.round import finish
 from node.round.manifest import Signed
-from node.round.publish import announce, prune_payload_files, publish
+from node.round.publish import Announcement, announce, prune_payload_files, publish
 from node.round.report import RoundReport
 from node.round.states import KEPT_ROUNDS, Base
 from node.round.train import Work
@@ -27,6 +30,8 @@ if TYPE_CHECKING:
     from node.service import SwarmNode
 
 log = logging.getLogger(__name__)
+
+MIN_TRAIN_SHARE = 0.9  # of the train window: a node that cannot train that much sits the round out
 
 
 async def sleep_until(deadline: float) -> None:
@@ -41,35 +46,52 @@ async def run_round(node: SwarmNode, r: int) -> None:
     await node.presence.bind()
     report = RoundReport(round=r, hotkey=node.hotkey, t_start=time.time())
     served_before = dict(node.swarm.bytes_served)
-    base = node.states.current
+    source = await node.states.wait_for(node.schedule.trained_from(r), until=latest_start(d))
+    head = node.pool.own_head(r - 1, node.hotkey) if source is not None and source.round == r - 1 else None
 
-    work = await train(node, r, base, d, report)
-    if work is not None and time.time() < work.publish_until:
-        await publish(node.board, node.pool, node.files.payloads, r, work.payload, base, node.spec.codec.name, work.first_losses)
+    async with node.training:  # one round trains at a time: one that overran holds the next one up
+        work = await train(node, r, source, head, d, report)
+    if work is not None and source is not None and time.time() < work.publish_until:
+        meta = Announcement(source, head.digest if head else b"", node.spec.codec.name, work.first_losses)
+        await publish(node.board, node.pool, node.files.payloads, r, work.payload, meta)
+    base = await node.states.wait_for(r, until=d.collect_end)  # θ_r: with overlap, round r-1's exchange settles it meanwhile
     settled = await node.collector.until_manifest(r, base, d)
     manifest = await apply_or_sync(node, r, base, settled, d, report)
     if node.states.round == r + 1:
         await announce(node.board, node.states.current)
-    if base.round == r and node.config.verify_samples and manifest is not None:
-        node.verification.start(r, base, manifest, {n.hotkey for n in node.chain.neurons() if n.validator_permit})
+    if source is not None and node.config.verify_samples and manifest is not None:
+        node.verification.start(r, source, manifest, {n.hotkey for n in node.chain.neurons() if n.validator_permit})
     await finish_round(node, r, report, manifest, served_before)
 
 
-async def train(node: SwarmNode, r: int, base: Base, d: Deadlines, report: RoundReport) -> Work | None:
-    if base.round != r:
-        log.warning("round %d: not training (state is for round %d)", r, base.round)
+def latest_start(d: Deadlines) -> float:
+    """Training that starts later than this would be a partial round, which reads as a short trajectory."""
+    return d.start + (1 - MIN_TRAIN_SHARE) * (d.train_end - d.start)
+
+
+async def train(node: SwarmNode, r: int, source: Base | None, head: Head | None, d: Deadlines, report: RoundReport) -> Work | None:
+    if source is None:
+        log.warning("round %d: not training (θ_%d not held in time)", r, node.schedule.trained_from(r))
         return None
-    work = await node.worker.work(r, base, d)
+    if time.time() > latest_start(d):
+        log.warning("round %d: not training (too late to train a whole round)", r)
+        return None
+    work = await node.worker.work(r, source, d, head)
     if work is None:
         log.warning("round %d: not training (too late)", r)
     elif work.loss is not None:
         report.train_seconds, report.train_loss, report.inner_steps = work.seconds, work.loss, work.steps
+        report.inner_seconds = work.inner_seconds
+        report.compute_utilization = round(work.inner_seconds / node.schedule.round_seconds, 4)
+        report.tokens_trained = work.tokens
         report.payload_bytes = len(work.payload)
+    if (r + 1) % node.config.checkpoint_every == 0:  # under the training lock: nothing trains meanwhile
+        await asyncio.to_thread(finish.save_private, node.files, node.feedback, node.trainer, node.ranked)
     return work
 
 
 async def apply_or_sync(
-    node: SwarmNode, r: int, base: Base, settled: RoundManifest | Signed | None, d: Deadlines, report: RoundReport
+    node: SwarmNode, r: int, base: Base | None, settled: RoundManifest | Signed | None, d: Deadlines, report: RoundReport
 ) -> RoundManifest | None:
     """θ_{r+1}: signed here, applied from the manifest, unchanged without one, or synced from a holder."""
     states = node.states
@@ -81,7 +103,7 @@ async def apply_or_sync(
         if manifest is None:
             if states.round == r:  # no manifest: θ_{r+1} = θ_r
                 states.adopt(states.state, r + 1)
-        elif manifest.base_state_hash == base.hash and states.round == r:
+        elif base is not None and manifest.base_state_hash == base.hash and states.round == r:
             result = await node.apply(manifest, base)
             if result is not None:
                 states.adopt(result, r + 1)
@@ -90,7 +112,9 @@ async def apply_or_sync(
         report.manifest_hotkeys = [e.hotkey for e in manifest.entries]
         report.manifest_signer = manifest.hotkey
         if states.hash != manifest.result_state_hash:
-            report.resynced = await node.sync(manifest, deadline=d.end + node.schedule.round_seconds / 2)
+            report.resynced = await node.sync(
+                manifest, deadline=node.schedule.deadlines(r + 1).collect_end
+            )  # round r+1's exchange needs it then
     return manifest
 
 
@@ -98,7 +122,7 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
     states = node.states
     if node.config.evaluate and states.round == r + 1:
         report.eval_loss = await asyncio.to_thread(node.evaluate)
-    if node.ranked is not None:  # the outer update: every rank holds θ_{r+1}; also rank 0's heartbeat to them
+    if node.ranked is not None:  # rank 0's heartbeat to the other ranks, also in rounds this node does not train
         await asyncio.to_thread(node.ranked.load_everywhere, states.state.theta)
     report.state_hash = states.hash.hex()
     report.in_sync = manifest is None or states.hash == manifest.result_state_hash
@@ -111,7 +135,7 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
     if (r + 1) % node.config.weights_every == 0:
         await asyncio.to_thread(finish.set_weights, node.chain, node.keypair, node.scores)
     if states.round == r + 1 and (r + 1) % node.config.checkpoint_every == 0:
-        await asyncio.to_thread(finish.save_local, node.files, states, node.feedback, node.trainer, node.ranked)
+        await asyncio.to_thread(finish.save_state, node.files, states)
     report.t_end = time.time()
     log.info("round %d: %s", r, report.to_json())
     report.append_to(node.files.rounds)

@@ -1,9 +1,9 @@
 """Finish: what a round leaves behind once θ_{r+1} is settled.
 
 Validators put their scores on chain every few rounds; the node checkpoints
-the state, the error-feedback residual and the inner optimizer (so a restart
-resumes where it stopped); it measures, reports and forgets what it no longer
-needs.
+the state (the residual and the inner optimizer are saved by the train phase,
+while nothing trains), so a restart resumes where it stopped; it measures,
+reports and forgets what it no longer needs.
 """
 
 from __future__ import annotations
@@ -71,8 +71,12 @@ class LocalFiles:
         return self.data_dir / "rounds.jsonl"
 
 
-def save_local(files: LocalFiles, states: StateBook, feedback: ErrorFeedback, trainer: InnerTrainer, ranked: RankedTrainer | None) -> None:
+def save_state(files: LocalFiles, states: StateBook) -> None:
     save_checkpoint(files.state, states.state, states.round)
+
+
+def save_private(files: LocalFiles, feedback: ErrorFeedback, trainer: InnerTrainer, ranked: RankedTrainer | None) -> None:
+    """The residual and the inner optimizer: only while nothing trains, or the file holds a half-made step."""
     save_feedback(files.feedback, feedback.state_dict())
     if ranked is None:  # under torchrun the moments live in the ranks (sharded with FSDP2): not saved yet
         save_inner(files.inner, trainer.state_dict())

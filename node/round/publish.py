@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from node.fsutil import atomic_write
@@ -21,9 +22,17 @@ from protocol.messages import ContributionMeta, StateAnnouncement
 PAYLOAD_FILE_ROUNDS = 32  # own payloads stay on disk this long (what was published, for later inspection)
 
 
-async def publish(
-    board: Board, pool: ContributionPool, payload_dir: Path, r: int, payload: bytes, base: Base, codec: str, first_losses: tuple[float, ...]
-) -> ContributionMeta:
+@dataclass(frozen=True)
+class Announcement:
+    """What a payload's announcement says besides the payload's own digest and size."""
+
+    source: Base  # the state it was trained from
+    head_start: bytes  # the digest of the own payload whose outer step was taken first, or empty
+    codec: str
+    first_losses: tuple[float, ...]
+
+
+async def publish(board: Board, pool: ContributionPool, payload_dir: Path, r: int, payload: bytes, said: Announcement) -> ContributionMeta:
     digest = hashlib.sha256(payload).digest()
     await asyncio.to_thread(atomic_write, payload_dir / f"{r}-{digest.hex()}.bin", payload)
     meta = ContributionMeta(
@@ -33,9 +42,10 @@ async def publish(
         peer_id=board.swarm.peer_id,
         digest=digest,
         nbytes=len(payload),
-        codec=codec,
-        base_state_hash=base.hash,
-        first_losses=first_losses,
+        codec=said.codec,
+        trained_from=said.source.hash,
+        head_start=said.head_start,
+        first_losses=said.first_losses,
     )
     pool.add_own(meta, payload)
     return await board.post(meta)

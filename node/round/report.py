@@ -23,6 +23,9 @@ class RoundReport:
     train_seconds: float | None = None
     train_loss: float | None = None
     inner_steps: int | None = None
+    inner_seconds: float | None = None  # wall seconds inside the inner steps
+    compute_utilization: float | None = None  # inner_seconds over the round's length
+    tokens_trained: int | None = None
     payload_bytes: int | None = None
     # manifest, apply or sync
     manifest_entries: int = 0

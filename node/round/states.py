@@ -1,13 +1,16 @@
-"""The states θ this node holds: the one it trains from next, and the last few by hash.
+"""The states θ this node holds: the newest, and those of the last few rounds, by hash and by round.
 
 Peers that fell behind or joined late fetch a signed state from anyone holding
 it, so a node keeps the states of the last KEPT_ROUNDS rounds, and serializes
-each at most once however many peers ask for it.
+each at most once however many peers ask for it. With overlap, round r trains
+from θ_{r-1} while round r-1's exchange settles θ_r, so phases ask for a state
+by round and may wait for it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 
 from node.checkpoint.state import serialize_state
@@ -29,6 +32,8 @@ class Base:
 class StateBook:
     def __init__(self, initial: OuterState, round_: int = 0) -> None:
         self._held: dict[bytes, tuple[int, OuterState]] = {}
+        self._by_round: dict[int, Base] = {}
+        self._changed = asyncio.Event()
         self._serialized: dict[bytes, bytes] = {}  # the one state most recently served
         self._serialize_lock = asyncio.Lock()
         self.adopt(initial, round_)
@@ -37,9 +42,27 @@ class StateBook:
         """From now on `state` is θ_round_; states older than KEPT_ROUNDS before it are dropped."""
         self.current = Base(round_, state, state.state_hash())
         self._held[self.current.hash] = (round_, state)
+        self._by_round[round_] = self.current
         for digest, (r, _) in list(self._held.items()):
             if r < round_ - KEPT_ROUNDS:
                 del self._held[digest]
+        for r in [r for r in self._by_round if r < round_ - KEPT_ROUNDS or r > round_]:
+            del self._by_round[r]  # older than kept, or from a future this state replaced
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def at(self, round_: int) -> Base | None:
+        """θ_round_ if this node holds it."""
+        return self._by_round.get(round_)
+
+    async def wait_for(self, round_: int, until: float) -> Base | None:
+        """θ_round_ once this node holds it, or None if it does not by `until` (wall-clock seconds)."""
+        while (held := self.at(round_)) is None and self.round < round_:
+            try:
+                await asyncio.wait_for(self._changed.wait(), timeout=max(0.0, until - time.time()))
+            except TimeoutError:
+                return None
+        return held
 
     @property
     def state(self) -> OuterState:

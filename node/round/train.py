@@ -17,6 +17,7 @@ import torch
 
 from node.config import RunSpec
 from node.data.corpus import Corpus
+from node.outer.head_start import Head, head_start
 from node.outer.optimizer import OuterState
 from node.round.states import Base
 from node.trainer import params
@@ -38,7 +39,9 @@ class Work:
     publish_until: float  # announcements first seen after the reveal time are ignored: publishing later is pointless
     loss: float | None = None  # None when the payload was not trained here
     steps: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # the whole phase: first-batch losses, inner steps, compression
+    inner_seconds: float = 0.0  # in the inner steps alone
+    tokens: int = 0
     first_losses: tuple[float, ...] = ()  # each row's loss in the first inner step, at θ_r
 
 
@@ -73,13 +76,27 @@ class Worker:
             node.codec,
         )
 
-    async def work(self, r: int, base: Base, deadlines: Deadlines) -> Work | None:
-        """Train round r from `base` until the train deadline; None when it is too late to start."""
+    async def work(self, r: int, base: Base, deadlines: Deadlines, head: Head | None = None) -> Work | None:
+        """Train round r from `base` (stepped first with `head`, the node's own last payload) until
+        the train deadline; None when it is too late to start."""
         if time.time() >= deadlines.train_end:
             return None
         started = time.time()
-        loss, payload, first = await asyncio.to_thread(self.train_and_compress, r, base.state, deadlines.train_end)
-        return Work(payload, deadlines.reveal, loss, self.trainer.last_steps, round(time.time() - started, 3), first)
+        start = (
+            base.state if head is None else OuterState(head_start(base.state.theta, head.vector, self.spec.outer.lr), base.state.momentum)
+        )
+        loss, payload, first = await asyncio.to_thread(self.train_and_compress, r, start, deadlines.train_end)
+        steps, trainer = self.trainer.last_steps, self.trainer
+        return Work(
+            payload,
+            deadlines.reveal,
+            loss,
+            steps,
+            round(time.time() - started, 3),
+            round(trainer.last_seconds, 3),
+            steps * trainer.batch_size * trainer.seq_len,
+            first,
+        )
 
     def train_and_compress(self, r: int, base: OuterState, deadline: float) -> tuple[float, bytes, tuple[float, ...]]:
         """(mean training loss, payload, the first batch's row losses)."""

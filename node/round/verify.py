@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from node.audit.store import EVIDENCE, AuditStore
 from node.outer.contributions import ContributionPool
@@ -57,8 +57,14 @@ class Verification:
             if collected.metas[h].digest in payloads
         }
 
+    async def _with_heads(self, r: int, contributions: dict[str, Contribution]) -> dict[str, Contribution]:
+        """Each contribution with the head start payload its meta names, as its author announced it."""
+        named = {h: c for h, c in contributions.items() if c.meta.head_start}
+        heads = await asyncio.gather(*(self.pool.announced(r - 1, h, c.meta.head_start) for h, c in named.items()))
+        return {**contributions, **{h: replace(c, head=head) for (h, c), head in zip(named.items(), heads, strict=True)}}
+
     async def _verify(self, r: int, base: Base, manifest: RoundManifest, validators: set[str]) -> None:
-        contributions = self._contributions(r)
+        contributions = await self._with_heads(r, self._contributions(r))
         if not contributions:
             return
         await self.read_validators_verdicts(r, sorted(contributions), validators, EVIDENCE_READ_ROUNDS)

@@ -26,6 +26,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -114,6 +115,7 @@ class RankedTrainer:
         self.shard = Shard(group.rank, group.world, group.control)
         self.trainer = InnerTrainer.from_spec(self.model, train, group.device, shard=self.shard)
         self._held: tuple[torch.Tensor, int] | None = None  # the θ every rank's model holds, and its version then
+        self._turn = threading.RLock()
         log.info("rank %d of %d: %s on %s", group.rank, group.world, self.kind, group.device)
 
     def _wrap(self, model: torch.nn.Module) -> torch.nn.Module:
@@ -129,27 +131,34 @@ class RankedTrainer:
 
     # ------------------------------------------------------------------ rank 0
 
+    # Rank 0 calls these from more than one thread (round r's exchange evaluates while round r+1
+    # trains), and each is a sequence of collectives the other ranks mirror: one at a time, whole.
+
     def train(self, theta: torch.Tensor, page_ids: list[int], seed: int, steps: int, deadline: float | None) -> tuple[float, torch.Tensor]:
         """Train all ranks from θ; the mean loss and the trained weights (flat, CPU)."""
-        self.load_everywhere(theta)
-        loss, trained = self._call("_train", page_ids, seed, steps, deadline)
-        self._held = None  # the models now hold the trained weights
-        return loss, trained
+        with self._turn:
+            self.load_everywhere(theta)
+            loss, trained = self._call("_train", page_ids, seed, steps, deadline)
+            self._held = None  # the models now hold the trained weights
+            return loss, trained
 
     def evaluate(self, theta: torch.Tensor, page_ids: list[int]) -> float:
-        self.load_everywhere(theta)
-        return self._call("_evaluate", page_ids)
+        with self._turn:
+            self.load_everywhere(theta)
+            return self._call("_evaluate", page_ids)
 
     def load_everywhere(self, theta: torch.Tensor) -> None:
         """Every rank's model holds θ afterwards. Rank 0 calls it every round, so the others hear from it."""
-        unchanged = self._held is not None and self._held[0] is theta and self._held[1] == theta._version
-        self._call("_load", None if unchanged else theta)
-        self._held = (theta, theta._version)
+        with self._turn:
+            unchanged = self._held is not None and self._held[0] is theta and self._held[1] == theta._version
+            self._call("_load", None if unchanged else theta)
+            self._held = (theta, theta._version)
 
     def finish(self, state: OuterState, round_: int) -> None:
         """Every rank writes the state hash of what it holds (ranks/rank<N>.json), then the others exit."""
-        self.load_everywhere(state.theta)
-        self._call("_finish", state.momentum, round_)
+        with self._turn:
+            self.load_everywhere(state.theta)
+            self._call("_finish", state.momentum, round_)
 
     def _call(self, name: str, *args):
         try:

@@ -124,6 +124,7 @@ class InnerTrainer:
             shard.rows(self.batch_size)  # fails early if the batch cannot be split over the ranks
         self.step_count = 0  # total inner steps taken, across rounds (drives warmup)
         self.last_steps = 0  # steps the last train() call took (fewer than asked if it hit its deadline)
+        self.last_seconds = 0.0  # wall seconds the last train() call spent in its steps (the GPU's busy time)
         decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
         no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
         groups = [{"params": decay, "weight_decay": float(weight_decay)}]
@@ -175,6 +176,7 @@ class InnerTrainer:
         model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         done = 0
+        started = time.perf_counter()
         try:
             for _ in range(steps):
                 if deadline is not None and done > 0 and self._past(deadline):
@@ -205,7 +207,9 @@ class InnerTrainer:
         self.last_steps = done
         if self.shard is not None:
             total = self.shard.total(total)
-        return float(total.item()) / done
+        mean = float(total.item()) / done  # waits for the device, so the time below is the steps' own
+        self.last_seconds = time.perf_counter() - started
+        return mean
 
     def _past(self, deadline: float) -> bool:
         return time.time() >= deadline if self.shard is None else self.shard.past(deadline)

@@ -41,14 +41,15 @@ class Gradients:
         self._units: dict[int, tuple[torch.Tensor, float, torch.Tensor]] = {}
         self._dots: dict[tuple, float] = {}
         self._losses: dict[bytes, float] = {}
-        self._loaded = False
         self.windows = 0  # backward passes run: the verifier's compute
         self.rows = 0  # forward passes run for losses
 
     def _load(self) -> None:
-        if not self._loaded:
+        """Put θ into the scratch model unless it holds it: memos of several states (a subject's head
+        start) share one model, so the model, not the memo, remembers which θ it holds."""
+        if getattr(self.model, "gradswarm_holds", None) is not self.theta:
             params.load_flat(self.model, self.theta.to(self.device))
-            self._loaded = True
+            self.model.gradswarm_holds = self.theta
 
     def losses(self, windows: torch.Tensor) -> list[float]:
         """Each window's mean loss at θ, float32 (`row_losses`, what a node commits to)."""

@@ -84,7 +84,8 @@ class Tolerances:
 class CheckInputs:
     """Everything a check reads, all of it named by digest in the record."""
 
-    theta: torch.Tensor  # θ_r, flat float32
+    theta: torch.Tensor  # the round's trained_from state θ, flat float32
+    start: torch.Tensor | None  # what the subject trained from: θ, or θ after its head start; None: that cannot be rebuilt
     vector: torch.Tensor  # the subject's decoded contribution
     others: Sequence[torch.Tensor]  # the round's other contributions, in the record's order
     previous: Sequence[torch.Tensor]  # the last round's contributions
@@ -92,7 +93,7 @@ class CheckInputs:
     first: torch.Tensor  # [rows, seq_len + 1] rows of the subject's first batch
     claimed: tuple[float, ...]  # the subject's committed losses of those rows
     trained: torch.Tensor | None  # [pages, seq_len + 1] trained windows; None: screened only
-    stale: bool  # the contribution claims another base state than θ_r
+    stale: bool  # the contribution claims another base state than θ
     prior_alignment: tuple[float, ...]  # log ρ of the subject in this verifier's earlier rounds
     prior_work: tuple[float, ...]  # work_z of the subject's earlier trusted checks
 
@@ -116,13 +117,13 @@ def _relative(alignments: torch.Tensor) -> torch.Tensor:
     return alignments[:, 0] - alignments[:, 1:].median(dim=1).values
 
 
-def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients) -> None:
+def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients, at_start: Gradients) -> None:
     m["norm"] = grads.norm(inputs.vector)
     median = statistics.median([m["norm"], *(grads.norm(v) for v in inputs.others)])
     m["norm_ratio"] = m["norm"] / median if median > 0 else 1.0
     m["max_cosine"] = max((grads.cosine(inputs.vector, v) for v in inputs.others), default=0.0)
     m["max_cosine_previous"] = max((grads.cosine(inputs.vector, v) for v in inputs.previous), default=0.0)
-    recomputed = grads.losses(inputs.first)
+    recomputed = at_start.losses(inputs.first) if inputs.start is not None else []
     gaps = [abs(c - r) for c, r in zip(inputs.claimed, recomputed, strict=False)]
     m["first_loss_gap"] = max(gaps) if len(gaps) == len(recomputed) and gaps else NO_FIRST_LOSSES
     general = grads.alignments(inputs.control, [inputs.vector, *inputs.others]).mean(dim=0)
@@ -154,11 +155,23 @@ def _pooled(m: dict[str, float], inputs: CheckInputs, tol: Tolerances) -> None:
     m["work_evidence"] = math.fsum(tol.work_llr(z) for z in zs)
 
 
-def run_checks(model: torch.nn.Module, inputs: CheckInputs, tol: Tolerances, grads: Gradients | None = None) -> CheckResult:
-    """Judge one contribution; `model` is scratch space of the run's architecture."""
+def run_checks(
+    model: torch.nn.Module, inputs: CheckInputs, tol: Tolerances, grads: Gradients | None = None, at_start: Gradients | None = None
+) -> CheckResult:
+    """Judge one contribution; `model` is scratch space of the run's architecture. `grads` memoizes
+    θ's gradients for the round; `at_start` the subject's start state's first-batch losses (the
+    only thing read at the start: a head start moves θ by one sparse step, and the statistics
+    below are taken at θ for every subject alike)."""
     grads = grads or Gradients(model, inputs.theta)
-    m: dict[str, float] = {"stale": float(inputs.stale), "work_checked": float(inputs.trained is not None)}
-    _screen(m, inputs, grads)
+    if at_start is None:
+        at_start = grads if inputs.start is inputs.theta or inputs.start is None else Gradients(model, inputs.start)
+    m: dict[str, float] = {
+        "stale": float(inputs.stale),
+        "head_start": float(inputs.start is not inputs.theta),
+        "head_unknown": float(inputs.start is None),
+        "work_checked": float(inputs.trained is not None),
+    }
+    _screen(m, inputs, grads, at_start)
     if inputs.trained is not None and inputs.others:
         vectors = [inputs.vector, *inputs.others]
         m["work_z"] = _welch(_relative(grads.alignments(inputs.trained, vectors)), _relative(grads.alignments(inputs.control, vectors)))
@@ -170,6 +183,8 @@ def _verdict(m: dict[str, float], tol: Tolerances) -> tuple[str, str]:
     rounds = int(m["alignment_rounds"])
     if m["stale"]:
         return "fail", "stale: not trained from this round's state"
+    if m["head_unknown"]:
+        return "fail", "head start: not the subject's own payload of the round before"
     if not m["first_loss_gap"] <= tol.first_loss_atol:
         return "fail", f"first batch not trained from θ_r: its loss is off by {m['first_loss_gap']:.3f}"
     if not 1 / tol.norm_band <= m["norm_ratio"] <= tol.norm_band:

@@ -22,6 +22,7 @@ import torch
 from node.audit.store import AuditStore
 from node.config import TrainSpec
 from node.data.corpus import Corpus
+from node.outer.head_start import Head, head_start
 from node.outer.optimizer import OuterState
 from node.trainer.model import build_model
 from node.verifier.alignment import Gradients
@@ -52,6 +53,7 @@ class Contribution:
     meta: ContributionMeta
     vector: torch.Tensor
     payload: bytes
+    head: Head | None = None  # the payload its meta names as head start, when the verifier could get it
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Verifier:
         eval_pages: frozenset[int],
         pages_per_round: int,
         train: TrainSpec,
+        outer_lr: float,
         store: AuditStore,
         settings: VerifierSettings,
     ):
@@ -90,6 +93,7 @@ class Verifier:
         self.eval_pages = eval_pages
         self.pages_per_round = pages_per_round
         self.train = train
+        self.outer_lr = outer_lr
         self.store = store
         self.settings = settings
         self.model = build_model(preset, 0)  # scratch space: weights are overwritten per check
@@ -115,6 +119,8 @@ class Verifier:
         self.store.put_state(base, base_hash, round_)
         for contribution in [*contributions.values(), *previous.values()]:  # records name them as inputs
             self.store.put_blob(contribution.payload)
+            if contribution.head is not None:
+                self.store.put_blob(contribution.head.payload)
         busy = set(self.eval_pages)
         for hotkey in contributions:
             busy.update(self.assigned(round_, hotkey))
@@ -160,6 +166,7 @@ class Verifier:
         evidence = shared.evidence[subject]
         return CheckInputs(
             theta=shared.base.theta,
+            start=self._start(shared, subject),
             vector=shared.contributions[subject].vector,
             others=[shared.contributions[h].vector for h in sorted(shared.contributions) if h != subject],
             previous=[shared.previous[h].vector for h in sorted(shared.previous)],
@@ -167,14 +174,29 @@ class Verifier:
             first=first,
             claimed=claimed,
             trained=trained_windows(tokens, seed, t.inner_steps, t.batch_size, t.seq_len, draw) if work else None,
-            stale=meta.base_state_hash != shared.base_hash,
+            stale=meta.trained_from != shared.base_hash,
             prior_alignment=tuple(self.alignment_history[subject]),
             prior_work=tuple(e.work_z for e in evidence),
         )
 
+    def _start(self, shared: RoundInputs, subject: str) -> torch.Tensor | None:
+        """What the subject trained from: θ, or θ after the head start its meta names (None when that
+        is not a payload the subject announced the round before)."""
+        contribution = shared.contributions[subject]
+        if not contribution.meta.head_start:
+            return shared.base.theta
+        head = contribution.head
+        if head is None or head.digest != contribution.meta.head_start:
+            return None
+        return head_start(shared.base.theta, head.vector, self.outer_lr)
+
     def _check(self, shared: RoundInputs, subject: str, scores: Scoreboard, work: bool) -> CheckResult:
         inputs = self._inputs(shared, subject, scores, work)
-        return run_checks(self.model, inputs, self.settings.tolerances, shared.grads)
+        at_start = shared.grads if inputs.start is inputs.theta or inputs.start is None else Gradients(self.model, inputs.start)
+        result = run_checks(self.model, inputs, self.settings.tolerances, shared.grads, at_start)
+        if at_start is not shared.grads:
+            self.units += FORWARD * at_start.rows
+        return result
 
     def _record(self, shared: RoundInputs, subject: str, scores: Scoreboard, result: CheckResult) -> VerificationRecord:
         r, mine = shared.round, shared.contributions[subject]
@@ -188,7 +210,8 @@ class Verifier:
             subject=subject,
             payload_digest=mine.meta.digest,
             base_state_hash=shared.base_hash,
-            claimed_base_hash=mine.meta.base_state_hash,
+            claimed_base_hash=mine.meta.trained_from,
+            head_start=mine.meta.head_start,
             codec=mine.meta.codec,
             claimed_losses=mine.meta.first_losses,
             beacon=shared.beacon,

@@ -12,6 +12,7 @@ def verification_record(run_id: bytes, hotkey: str, subject: str, round_: int, v
         payload_digest=b"\0" * 32,
         base_state_hash=b"\0" * 32,
         claimed_base_hash=b"\0" * 32,
+        head_start=b"",
         codec="topk",
         claimed_losses=(),
         beacon=b"\3" * 32,

@@ -28,7 +28,7 @@ def contribution(kp, round_=1, run=RUN, **changes) -> ContributionMeta:
         digest=b"\x01" * 32,
         nbytes=5,
         codec="topk",
-        base_state_hash=b"\x03" * 32,
+        trained_from=b"\x03" * 32,
     )
     return signing.sign(dataclasses.replace(m, **changes), kp)
 

@@ -69,7 +69,7 @@ def test_the_late_node_publishes_the_previous_rounds_work_in_time_for_this_round
         def train_and_compress(self, r, base, deadline):
             return 1.0 + r, f"payload of round {r}".encode(), (float(r),)
 
-    late = bare(Trained, trainer=SimpleNamespace(last_steps=40))
+    late = bare(Trained, trainer=SimpleNamespace(last_steps=40, last_seconds=2.0, batch_size=8, seq_len=128))
     schedule = RoundSchedule(genesis=time.time(), round_seconds=60.0)
     base = Base(0, OuterState.fresh(torch.zeros(8)), b"h" * 32)
     published = [asyncio.run(late.work(r, base, schedule.deadlines(r))) for r in range(3)]

@@ -1,7 +1,7 @@
 import pytest
 
 from protocol.assignment import assign_pages, derive, eval_pages
-from protocol.schedule import RoundSchedule
+from protocol.schedule import Phases, RoundSchedule
 
 RUN = b"\x05" * 32
 
@@ -42,15 +42,27 @@ def test_eval_pages():
 
 
 def test_schedule_rounds_and_deadlines():
-    s = RoundSchedule(genesis=1000.0, round_seconds=20.0)
+    s = RoundSchedule(genesis=1000.0, round_seconds=20.0, overlap=False)
     assert s.round_at(999.0) == -1
     assert s.round_at(1000.0) == 0 and s.round_at(1019.99) == 0 and s.round_at(1020.0) == 1
     d = s.deadlines(2)
-    assert d.start == 1040.0 and d.end == 1060.0
+    assert d.start == 1040.0 and d.end == 1060.0 and d.train_end == 1050.0
     assert d.start < d.train_end < d.reveal < d.collect_end < d.manifest_end < d.end
     assert s.manifest_slot(2, 0, 2) == d.collect_end
     assert d.collect_end < s.manifest_slot(2, 1, 2) < d.manifest_end
+    assert [s.trained_from(r) for r in range(3)] == [0, 1, 2]
     with pytest.raises(ValueError):
         RoundSchedule(genesis=0.0, round_seconds=0.0)
     with pytest.raises(ValueError):
-        RoundSchedule(genesis=0.0, round_seconds=1.0, train_fraction=0.8, collect_fraction=0.7)
+        Phases(train=0.8, reveal=0.9, collect=0.7, manifest=0.95, end=1.0)
+    with pytest.raises(ValueError):
+        Phases(train=1.2, reveal=1.3, collect=1.4, manifest=1.5, end=2.0)  # training past its own round
+
+
+def test_with_overlap_round_r_trains_from_the_state_before_and_exchanges_while_the_next_trains():
+    s = RoundSchedule(genesis=1000.0, round_seconds=20.0)
+    assert s.overlap and [s.trained_from(r) for r in range(4)] == [0, 0, 1, 2]
+    d, after = s.deadlines(2), s.deadlines(3)
+    assert d.train_end - d.start >= 0.95 * 20.0  # training fills the round
+    assert after.start < d.reveal < d.collect_end < d.manifest_end < d.end == s.deadlines(4).start
+    assert d.train_end <= after.start  # the next round's training never waits on this one's deadline

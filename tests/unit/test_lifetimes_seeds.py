@@ -11,7 +11,7 @@ RUN = b"r" * 32
 def test_each_record_lives_its_rounds_past_the_end_of_its_own_round():
     schedule = RoundSchedule(genesis=1000.0, round_seconds=30.0)
     contribution = ContributionMeta(
-        run_id=RUN, round=4, hotkey="h", peer_id=b"p", digest=b"d" * 32, nbytes=1, codec="topk", base_state_hash=b"b" * 32
+        run_id=RUN, round=4, hotkey="h", peer_id=b"p", digest=b"d" * 32, nbytes=1, codec="topk", trained_from=b"b" * 32
     )
     manifest = RoundManifest(run_id=RUN, round=4, hotkey="h", base_state_hash=b"b" * 32, entries=(), result_state_hash=b"x" * 32)
     end = schedule.deadlines(4).end

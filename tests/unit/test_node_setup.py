@@ -55,9 +55,9 @@ def test_payloads_are_embargoed_until_the_reveal_time(tmp_path, chain):
     now = time.time()
     current = node.schedule.round_at(now)
     node.pool.payloads[b"d" * 32] = (current + 1, b"next round's payload")  # its reveal is in the future
-    node.pool.payloads[b"e" * 32] = (current - 1, b"last round's payload")  # revealed long ago
+    node.pool.payloads[b"e" * 32] = (current - 2, b"an older round's payload")  # revealed long ago
     assert asyncio.run(node.serve("payload", b"d" * 32)) is None
-    assert asyncio.run(node.serve("payload", b"e" * 32)) == b"last round's payload"
+    assert asyncio.run(node.serve("payload", b"e" * 32)) == b"an older round's payload"
     assert asyncio.run(node.serve("payload", b"x" * 32)) is None
 
 

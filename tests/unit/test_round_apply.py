@@ -51,7 +51,7 @@ class Pool:
 
 def meta(hotkey: str, digest: bytes) -> ContributionMeta:
     return ContributionMeta(
-        run_id=b"r" * 32, round=0, hotkey=hotkey, peer_id=b"p", digest=digest, nbytes=1, codec="topk", base_state_hash=b"b" * 32
+        run_id=b"r" * 32, round=0, hotkey=hotkey, peer_id=b"p", digest=digest, nbytes=1, codec="topk", trained_from=b"b" * 32
     )
 
 

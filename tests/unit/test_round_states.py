@@ -1,6 +1,7 @@
 """node/round/states.py: adopting states, and what the node keeps for peers who ask late."""
 
 import asyncio
+import time
 
 import torch
 
@@ -36,3 +37,24 @@ def test_a_held_state_is_served_as_parseable_bytes_and_an_unknown_one_not_at_all
     data = asyncio.run(book.serialized(book.hash))
     assert parse_state(data, 16).state_hash() == book.hash
     assert asyncio.run(book.serialized(b"\x00" * 32)) is None
+
+
+def test_states_are_found_by_round_and_a_phase_can_wait_for_one_being_settled():
+    book = StateBook(state(0.0))
+    book.adopt(state(1.0), 1)
+    assert book.at(0).hash == state(0.0).state_hash() and book.at(1) is book.current and book.at(2) is None
+
+    async def settle_later():
+        await asyncio.sleep(0.05)
+        book.adopt(state(2.0), 2)
+
+    async def wait():
+        settling = asyncio.create_task(settle_later())
+        got = await book.wait_for(2, until=time.time() + 5)
+        await settling
+        return got
+
+    assert asyncio.run(wait()).hash == state(2.0).state_hash()
+    assert asyncio.run(book.wait_for(5, until=time.time() + 0.05)) is None  # not settled in time
+    book.adopt(state(9.0), 4)  # a sync jumped past round 3
+    assert asyncio.run(book.wait_for(3, until=time.time() + 5)) is None  # it will never be held: no wait

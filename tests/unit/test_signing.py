@@ -11,7 +11,7 @@ RUN = b"\x11" * 32
 
 def meta(hotkey, run=RUN, round_=1):
     return ContributionMeta(
-        run_id=run, round=round_, hotkey=hotkey, peer_id=b"p", digest=b"\x00" * 32, nbytes=10, codec="topk", base_state_hash=b"\x03" * 32
+        run_id=run, round=round_, hotkey=hotkey, peer_id=b"p", digest=b"\x00" * 32, nbytes=10, codec="topk", trained_from=b"\x03" * 32
     )
 
 

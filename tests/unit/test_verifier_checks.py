@@ -2,11 +2,13 @@
 
 import dataclasses
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import torch
 
+from node.outer.head_start import head_start
 from node.trainer import params
 from node.trainer.inner import InnerTrainer, first_batch, row_losses, sample_windows
 from node.trainer.model import build_model
@@ -59,6 +61,7 @@ def _inputs(round_, subject, *, vector=None, work=True, claimed_theta=None, prev
     committed = row_losses(model, first_batch(claimed, BATCH, SEQ, SEEDS[subject]))
     return CheckInputs(
         theta=theta,
+        start=theta,
         vector=updates[subject] if vector is None else vector,
         others=[v for h, v in sorted(updates.items()) if h != subject],
         previous=list(previous),
@@ -105,6 +108,19 @@ def test_a_claimed_start_state_that_is_not_theta_r_fails_on_the_first_batch(roun
     assert result.verdict == "fail" and "first batch" in result.reason
     assert result.metrics["first_loss_gap"] > Tolerances().first_loss_atol
     assert _check(round_, "honest", work=False).metrics["first_loss_gap"] < 1e-5  # the honest commitment
+
+
+def test_a_head_start_is_checked_at_the_state_it_names_and_an_unknown_one_fails(round_):
+    _, theta, _ = round_
+    moved = head_start(theta, 0.05 * torch.randn(theta.numel(), generator=torch.Generator().manual_seed(6)), 1.0)
+    committed_there = _inputs(round_, "honest", claimed_theta=moved, work=False)
+    at_head = run_checks(build_model("tiny", 0), replace(committed_there, start=moved), Tolerances())
+    assert at_head.metrics["head_start"] == 1.0 and at_head.metrics["first_loss_gap"] < 1e-5
+    assert at_head.verdict == "pass", at_head.reason
+    at_theta = run_checks(build_model("tiny", 0), committed_there, Tolerances())  # the same losses, claimed at θ
+    assert at_theta.verdict == "fail" and "first batch" in at_theta.reason, at_theta.metrics["first_loss_gap"]
+    unknown = run_checks(build_model("tiny", 0), replace(committed_there, start=None), Tolerances())
+    assert unknown.verdict == "fail" and "head start" in unknown.reason and unknown.metrics["head_unknown"] == 1.0
 
 
 def test_noise_and_negated_updates_are_no_descent_directions(round_):

@@ -25,7 +25,7 @@ def samples():
     return [
         PeerBinding(run_id=RUN, hotkey=HOTKEY, peer_id=b"\x00" * 38, expires_at=123.5, signature=b"s" * 64),
         ContributionMeta(
-            run_id=RUN, round=7, hotkey=HOTKEY, peer_id=b"p" * 38, digest=DIGEST, nbytes=1000, codec="topk", base_state_hash=DIGEST
+            run_id=RUN, round=7, hotkey=HOTKEY, peer_id=b"p" * 38, digest=DIGEST, nbytes=1000, codec="topk", trained_from=DIGEST
         ),
         RoundManifest(
             run_id=RUN,
@@ -108,8 +108,8 @@ def _raw(type_name, fields, version=1):
         (_raw("peer_binding", [RUN, HOTKEY, "p", 1.0, b""]), "expected bytes"),
         (_raw("peer_binding", [RUN, HOTKEY, b"p", float("nan"), b""]), "not finite"),
         (_raw("peer_binding", [RUN, HOTKEY, b"p", True, b""]), "expected float"),
-        (_raw("contribution_meta", [RUN, -1, HOTKEY, b"p", DIGEST, 1, "topk", DIGEST, [], b""]), "out of range"),
-        (_raw("contribution_meta", [RUN, True, HOTKEY, b"p", DIGEST, 1, "topk", DIGEST, [], b""]), "expected int"),
+        (_raw("contribution_meta", [RUN, -1, HOTKEY, b"p", DIGEST, 1, "topk", DIGEST, b"", [], b""]), "out of range"),
+        (_raw("contribution_meta", [RUN, True, HOTKEY, b"p", DIGEST, 1, "topk", DIGEST, b"", [], b""]), "expected int"),
         (_raw("peer_binding", [RUN, "x" * 65, b"p", 1.0, b""]), "exceeds 64"),
         (_raw("round_manifest", [RUN, 1, HOTKEY, DIGEST, [[HOTKEY, DIGEST, 1.0], [HOTKEY, DIGEST, 1.0]], DIGEST, b""]), "twice"),
         (_raw("round_manifest", [RUN, 1, HOTKEY, DIGEST, [[HOTKEY, DIGEST, 0.1]], DIGEST, b""]), "outside"),
