@@ -23,6 +23,7 @@ from benchmarks.compression_codecs import Entry, make_codec
 from benchmarks.compression_training import Swarm, Task, send
 from node.config import CodecSettings, OuterSpec
 from node.data.corpus import Corpus
+from node.outer.head_start import head_start
 from node.outer.optimizer import OuterOptimizer
 from node.trainer import params
 from node.trainer.inner import InnerTrainer
@@ -37,8 +38,7 @@ class Recipe:
     outer_lr: float = 1.0
     outer_momentum: float = 0.0
     delay: int = 0  # rounds between the state a contribution is trained from and the one it is applied to
-    lookahead: float = 0.0  # with delay: train from θ_{r-1} + lookahead (θ_{r-1} - θ_{r-2})
-    eager: float = 0.0  # with delay: each peer trains from θ_{r-1} - eager * lr * its own round r-1 vector
+    eager: float = 0.0  # with delay: each peer trains from θ_{r-1} - eager * lr * its own round r-1 vector (head start)
 
 
 def swarm_recipe(delay: int = 1, outer_lr: float | None = None) -> Recipe:
@@ -46,7 +46,7 @@ def swarm_recipe(delay: int = 1, outer_lr: float | None = None) -> Recipe:
     c, o = CodecSettings(), OuterSpec()
     entry = Entry(c.name, c.name, chunk=c.chunk, k=c.k, value_bits=c.value_bits, scale_group=c.scale_group, ef_beta=c.error_feedback_beta)
     name = "swarm" if delay else "swarm-sequential"
-    return Recipe(name, entry, o.lr if outer_lr is None else outer_lr, o.momentum, delay)
+    return Recipe(name, entry, o.lr if outer_lr is None else outer_lr, o.momentum, delay, eager=1.0 if delay else 0.0)
 
 
 DENSE_DILOCO = Recipe("dense-diloco", Entry("dense-fp32", "fp32"), outer_lr=0.7, outer_momentum=0.9)
@@ -88,15 +88,12 @@ def run_swarm(recipe: Recipe, task: Task, corpus: Corpus) -> Curve:
     started = time.perf_counter()
     for r in range(task.rounds):
         source = history[max(0, r - recipe.delay)]
-        if recipe.delay and recipe.lookahead and r - recipe.delay >= 1:
-            before = history[r - recipe.delay - 1].theta
-            source = type(source)(source.theta + recipe.lookahead * (source.theta - before), source.momentum)
         vectors = []
         for p, peer in enumerate(swarm.peers):
             pages = assign_pages(task.run_id, r, peer.hotkey, corpus.num_pages, task.pages_per_round, swarm.excluded)
             start = source.theta
-            if recipe.eager and last:
-                start = start - recipe.eager * recipe.outer_lr * last[p]
+            if recipe.eager and last:  # the node's head start (node/outer/head_start.py) when eager is 1
+                start = head_start(start, recipe.eager * last[p], recipe.outer_lr)
             delta = peer.delta(task.run_id, r, start, corpus.pages(pages), task.inner_steps)
             vectors.append(send(peer.feedback, delta, codec, recipe.codec.beta)[0])
         last = vectors
