@@ -7,7 +7,7 @@ PEERS ?= 3
 ROUNDS ?= 12
 OUT ?= demo-out
 
-.PHONY: demo test test-unit test-integration test-slow lint clean
+.PHONY: demo test test-unit test-integration test-slow lint bench-efficiency clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test-integration: $(VENV)/.installed
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
+
+# The swarm against centralized AdamW and dense DiLoCo at equal tokens, and two demos with and without
+# overlap: about 30 min on 2 cores. Writes benchmarks/results/efficiency.{json,png}.
+bench-efficiency: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) benchmarks/efficiency.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
