@@ -102,6 +102,7 @@ class SwarmNode:
             identity_path=self.files.data_dir / "p2p.key",
             round_now=lambda: self.schedule.round_at(time.time()),
         )
+        self.served_at_report = dict(self.swarm.bytes_served)  # what peers had fetched from us at the last round report
         self.board = Board(self.run_id, self.swarm, chain, keypair, self.schedule)
         self.presence = Presence(self.board, chain)
         self.pool = ContributionPool(self.run_id, self.swarm, self.board.read, self.codec, spec.codec.name, self.schedule)

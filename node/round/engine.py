@@ -45,7 +45,6 @@ async def run_round(node: SwarmNode, r: int) -> None:
     await sleep_until(d.start)
     await node.presence.bind()
     report = RoundReport(round=r, hotkey=node.hotkey, t_start=time.time())
-    served_before = dict(node.swarm.bytes_served)
     source = await node.states.wait_for(node.schedule.trained_from(r), until=latest_start(d))
     head = node.pool.own_head(r - 1, node.hotkey) if source is not None and source.round == r - 1 else None
 
@@ -61,7 +60,7 @@ async def run_round(node: SwarmNode, r: int) -> None:
         await announce(node.board, node.states.current)
     if source is not None and node.config.verify_samples and manifest is not None:
         node.verification.start(r, source, manifest, {n.hotkey for n in node.chain.neurons() if n.validator_permit})
-    await finish_round(node, r, report, manifest, served_before)
+    await finish_round(node, r, report, manifest)
 
 
 def latest_start(d: Deadlines) -> float:
@@ -118,7 +117,7 @@ async def apply_or_sync(
     return manifest
 
 
-async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: RoundManifest | None, served_before: dict) -> None:
+async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: RoundManifest | None) -> None:
     states = node.states
     if node.config.evaluate and states.round == r + 1:
         report.eval_loss = await asyncio.to_thread(node.evaluate)
@@ -126,8 +125,12 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
         await asyncio.to_thread(node.ranked.load_everywhere, states.state.theta)
     report.state_hash = states.hash.hex()
     report.in_sync = manifest is None or states.hash == manifest.result_state_hash
-    report.upload_payload_bytes = node.swarm.bytes_served["payload"] - served_before["payload"]
-    report.upload_state_bytes = node.swarm.bytes_served["state"] - served_before["state"]
+    # since the last report, not since this round began: with overlap two rounds' windows overlap,
+    # and a byte would be counted in both
+    served = dict(node.swarm.bytes_served)
+    report.upload_payload_bytes = served["payload"] - node.served_at_report["payload"]
+    report.upload_state_bytes = served["state"] - node.served_at_report["state"]
+    node.served_at_report = served
     report.verdicts, report.verify_seconds, units = node.verification.take()
     t = node.spec.train
     report.verify_share = round(units / (3 * t.inner_steps * t.batch_size), 4)  # a training window: forward and backward
