@@ -58,7 +58,7 @@ def compare(curves: list[Curve]) -> list[dict]:
     central = next(c for c in curves if c.recipe == CENTRALIZED.name)
     rows = []
     for c in curves:
-        reach = central.tokens_to_reach(c.eval_loss[-1])
+        reach = c.tokens[-1] if c is central else central.tokens_to_reach(c.eval_loss[-1])
         rows.append(
             {
                 "recipe": c.recipe,
