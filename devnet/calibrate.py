@@ -27,7 +27,10 @@ from node.trainer.model import node_model
 # rather than the cores left idle when the machine runs a little faster than timed. Cut steps read as
 # a slightly shorter trajectory, which the verifier's allowances absorb (docs/DESIGN.md §7).
 FILL = 1.05
-OVERHEAD = 1.3  # verification beside training, the DHT and p2pd share the cores too (measured: docs/DESIGN.md §7)
+# Verification beside training, the DHT and p2pd share the cores too, and more so with more nodes:
+# each validator screens every node's contribution. Measured (docs/DESIGN.md §7): x1.3 at 3 nodes,
+# x2.1 at 9 (4 validators, 5 cheaters).
+OVERHEAD_PER_PROCESS = 0.1
 EPOCHS_PER_ROUND = 1.25  # windows drawn per token of the round's pages: more steps get more pages, not more passes
 TIMED_STEPS = 8
 
@@ -41,7 +44,11 @@ class Calibration:
     @property
     def step_seconds(self) -> float:
         """An inner step when every node trains at once (each node trains on one thread)."""
-        return self.step_seconds_alone * max(1.0, self.processes / self.cores) * OVERHEAD
+        return self.step_seconds_alone * max(1.0, self.processes / self.cores) * self.overhead
+
+    @property
+    def overhead(self) -> float:
+        return 1.0 + OVERHEAD_PER_PROCESS * self.processes
 
     def tokens_per_second_alone(self, spec: RunSpec) -> float:
         return spec.train.batch_size * spec.train.seq_len / self.step_seconds_alone

@@ -36,7 +36,12 @@ from node.fsutil import atomic_write
 from node.round.report import read_reports
 from protocol.schedule import OVERLAPPED, SEQUENTIAL
 
-BOOT_SECONDS = 20.0  # process start, imports, model and corpus load, DHT join: round 0 starts after this
+
+def boot_seconds(processes: int) -> float:
+    """Process start, imports, model and corpus load, DHT join: round 0 starts after this. On 2 cores
+    each process beyond three adds about 3 s (9 processes took 33 s; a node that starts round 0 late
+    sits it out, node/round/engine.py)."""
+    return 20.0 + 3.0 * max(0, processes - 3)
 
 
 def key_seed(i: int, seed: int | None = None) -> bytes:
@@ -81,7 +86,9 @@ def prepare(
             name="demo",
             data=replace(data, digest=corpus.digest),
             chain=ChainSpec(kind="dev", path=str((out / "chain.sqlite").resolve())),
-            schedule=ScheduleSpec(start_block=chain.block() + int(BOOT_SECONDS), round_seconds=round_seconds, overlap=overlap),
+            schedule=ScheduleSpec(
+                start_block=chain.block() + int(boot_seconds(peers + len(adversaries))), round_seconds=round_seconds, overlap=overlap
+            ),
         )
     )
     wallets = out / "wallets"
@@ -152,7 +159,7 @@ def run_demo(
 
     spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries), seed, overlap, fit)
     configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
-    round_zero = started + BOOT_SECONDS  # approximately: the chain's block clock decides
+    round_zero = started + boot_seconds(total)  # approximately: the chain's block clock decides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     procs: list[subprocess.Popen] = []  # the nodes
     boots: list[subprocess.Popen] = []
