@@ -110,10 +110,8 @@ async def apply_or_sync(
         report.manifest_entries = len(manifest.entries)
         report.manifest_hotkeys = [e.hotkey for e in manifest.entries]
         report.manifest_signer = manifest.hotkey
-        if states.hash != manifest.result_state_hash:
-            report.resynced = await node.sync(
-                manifest, deadline=node.schedule.deadlines(r + 1).collect_end
-            )  # round r+1's exchange needs it then
+        if states.hash != manifest.result_state_hash:  # round r+1's exchange needs θ_{r+1} by its collect_end
+            report.resynced = await node.sync(manifest, deadline=node.schedule.deadlines(r + 1).collect_end)
     return manifest
 
 
