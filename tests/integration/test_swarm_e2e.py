@@ -52,7 +52,8 @@ def test_late_joiner_syncs_to_the_signed_state(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
     assert len(set(summary["final_state_hashes"].values())) == 1
     late = [json.loads(line) for line in (tmp_path / "nodes" / "node2" / "rounds.jsonl").read_text().splitlines()]
-    assert late[0]["round"] >= 3
+    # It starts as round 3 begins; with overlap it joins round 2's exchange, still running then, too late to train in it.
+    assert late[0]["round"] >= 2 and "train_loss" not in late[0]
     assert "synced to the signed state" in (tmp_path / "nodes" / "node2" / "node.log").read_text()
     assert any("train_loss" in r for r in late)  # it trained after joining
 
