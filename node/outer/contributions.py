@@ -103,10 +103,8 @@ class ContributionPool:
 
     async def _fetch_into(self, collected: Collected, meta: ContributionMeta) -> None:
         try:
-            try:
-                data = await self.swarm.fetch(meta.peer_id, "payload", meta.digest, meta.nbytes, timeout=FETCH_TIMEOUT)
-            except TransferError as e:
-                log.info("payload of %s not fetched yet: %s", meta.hotkey, e)
+            data = await self._fetch(meta)
+            if data is None:
                 return
             vector = await self._decode(data, meta.digest, meta.hotkey)
             if vector is None:
@@ -153,27 +151,20 @@ class ContributionPool:
         if meta is None or meta.digest != digest:
             metas = await self.get(round_key(self.run_id, "contrib", r), ContributionMeta)
             meta = next((m for m in metas if m.hotkey == hotkey and m.digest == digest), None)
-        if meta is None:
-            return None
+        if meta is None or meta.codec != self.codec_name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
+            return None  # not announced, or not a payload of this run's codec and size: never fetched
         held = self.payloads.get(digest)
-        if held is None:
-            try:
-                data = await self.swarm.fetch(meta.peer_id, "payload", digest, meta.nbytes, timeout=FETCH_TIMEOUT)
-            except TransferError as e:
-                log.info("head start payload of %s not fetched: %s", hotkey, e)
-                return None
-        else:
-            data = held[1]
-        vector = await self._decode(data, digest, hotkey)
+        data = held[1] if held is not None else await self._fetch(meta)
+        vector = None if data is None else await self._decode(data, digest, hotkey)
         return None if vector is None else Head(digest, data, vector)
 
-    def own_head(self, r: int, hotkey: str) -> Head | None:
-        """This node's own round-r payload, if it published one."""
-        collected = self.rounds.get(r)
-        meta = collected.metas.get(hotkey) if collected is not None else None
-        if meta is None or meta.digest not in self.payloads:
+    async def _fetch(self, meta: ContributionMeta) -> bytes | None:
+        """The announced payload's bytes from its author (at most the size announced), or None."""
+        try:
+            return await self.swarm.fetch(meta.peer_id, "payload", meta.digest, meta.nbytes, timeout=FETCH_TIMEOUT)
+        except TransferError as e:
+            log.info("payload of %s not fetched yet: %s", meta.hotkey, e)
             return None
-        return Head(meta.digest, self.payloads[meta.digest][1], collected.vectors[hotkey])
 
     def forget_before(self, r: int) -> None:
         for old in [k for k in self.rounds if k < r]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from node.outer.head_start import Head
 from node.round import finish
 from node.round.manifest import Signed
-from node.round.publish import Announcement, announce, prune_payload_files, publish
+from node.round.publish import Announcement, announce, own_head, prune_payload_files, publish
 from node.round.report import RoundReport
 from node.round.states import KEPT_ROUNDS, Base
 from node.round.train import Work
@@ -46,7 +46,7 @@ async def run_round(node: SwarmNode, r: int) -> None:
     await node.presence.bind()
     report = RoundReport(round=r, hotkey=node.hotkey, t_start=time.time())
     source = await node.states.wait_for(node.schedule.trained_from(r), until=latest_start(d))
-    head = node.pool.own_head(r - 1, node.hotkey) if source is not None and source.round == r - 1 else None
+    head = own_head(node.pool, r - 1, node.hotkey) if source is not None and source.round == r - 1 else None
 
     async with node.training:  # one round trains at a time: one that overran holds the next one up
         work = await train(node, r, source, head, d, report)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from node.fsutil import atomic_write
 from node.outer.contributions import ContributionPool
+from node.outer.head_start import Head
 from node.round.states import Base
 from node.swarm.board import Board
 from protocol.messages import ContributionMeta, StateAnnouncement
@@ -49,6 +50,15 @@ async def publish(board: Board, pool: ContributionPool, payload_dir: Path, r: in
     )
     pool.add_own(meta, payload)
     return await board.post(meta)
+
+
+def own_head(pool: ContributionPool, r: int, hotkey: str) -> Head | None:
+    """This node's own round-r payload, if it published one: round r+1's head start."""
+    collected = pool.rounds.get(r)
+    meta = collected.metas.get(hotkey) if collected is not None else None
+    if meta is None or meta.digest not in pool.payloads:
+        return None
+    return Head(meta.digest, pool.payloads[meta.digest][1], collected.vectors[hotkey])
 
 
 async def announce(board: Board, held: Base) -> None:

@@ -70,6 +70,7 @@ class RoundInputs:
     control_windows: torch.Tensor
     grads: Gradients
     evidence: dict[str, tuple[Evidence, ...]]  # each subject's pooled trusted checks, read once for the round
+    starts: dict[str, Gradients | None]  # each subject's start state's memo (`grads` without a head start)
 
 
 class Verifier:
@@ -130,7 +131,8 @@ class Verifier:
         windows = control_windows(self.corpus.pages(control), self.train.seq_len, Draw(self.run_id, round_, self.hotkey, beacon, ""))
         grads = Gradients(self.model, base.theta)
         evidence = {h: scores.evidence(h, round_, self.settings.evidence_rounds, MAX_EVIDENCE) for h in subjects}
-        shared = RoundInputs(round_, base, base_hash, beacon, contributions, previous, control, windows, grads, evidence)
+        starts = {h: self._start(base, grads, contributions[h]) for h in subjects}  # once a round: screen and work check share it
+        shared = RoundInputs(round_, base, base_hash, beacon, contributions, previous, control, windows, grads, evidence, starts)
         screened = {s: self._check(shared, s, scores, work=False) for s in subjects}
         passed = [s for s in subjects if screened[s].verdict == "pass"]
         targets = self._targets(shared, passed, scores)
@@ -145,6 +147,7 @@ class Verifier:
                 records.append(record)
                 log.info("round %d: %s -> %s %s", round_, subject[:10], record.verdict, record.reason)
         self.units += BACKWARD * grads.windows + FORWARD * grads.rows
+        self.units += FORWARD * sum(g.rows for g in starts.values() if g is not None and g is not grads)
         return records
 
     def _targets(self, shared: RoundInputs, passed: list[str], scores: Scoreboard) -> set[str]:
@@ -166,7 +169,7 @@ class Verifier:
         evidence = shared.evidence[subject]
         return CheckInputs(
             theta=shared.base.theta,
-            start=self._start(shared, subject),
+            start=None if shared.starts[subject] is None else shared.starts[subject].theta,
             vector=shared.contributions[subject].vector,
             others=[shared.contributions[h].vector for h in sorted(shared.contributions) if h != subject],
             previous=[shared.previous[h].vector for h in sorted(shared.previous)],
@@ -179,24 +182,19 @@ class Verifier:
             prior_work=tuple(e.work_z for e in evidence),
         )
 
-    def _start(self, shared: RoundInputs, subject: str) -> torch.Tensor | None:
-        """What the subject trained from: θ, or θ after the head start its meta names (None when that
-        is not a payload the subject announced the round before)."""
-        contribution = shared.contributions[subject]
+    def _start(self, base: OuterState, grads: Gradients, contribution: Contribution) -> Gradients | None:
+        """The memo at what the subject trained from: θ's own, or one at θ after the head start its
+        meta names (None when that is not a payload the subject announced the round before)."""
         if not contribution.meta.head_start:
-            return shared.base.theta
+            return grads
         head = contribution.head
         if head is None or head.digest != contribution.meta.head_start:
             return None
-        return head_start(shared.base.theta, head.vector, self.outer_lr)
+        return Gradients(self.model, head_start(base.theta, head.vector, self.outer_lr))
 
     def _check(self, shared: RoundInputs, subject: str, scores: Scoreboard, work: bool) -> CheckResult:
         inputs = self._inputs(shared, subject, scores, work)
-        at_start = shared.grads if inputs.start is inputs.theta or inputs.start is None else Gradients(self.model, inputs.start)
-        result = run_checks(self.model, inputs, self.settings.tolerances, shared.grads, at_start)
-        if at_start is not shared.grads:
-            self.units += FORWARD * at_start.rows
-        return result
+        return run_checks(self.model, inputs, self.settings.tolerances, shared.grads, shared.starts[subject])
 
     def _record(self, shared: RoundInputs, subject: str, scores: Scoreboard, result: CheckResult) -> VerificationRecord:
         r, mine = shared.round, shared.contributions[subject]
