@@ -67,9 +67,9 @@ class RandomPages:
         return [self._pages[i] for i in ids]
 
 
-def flops_per_token(preset: str, numel: int, seq_len: int) -> float:
+def flops_per_token(preset: str, numel: int, seq_len: int, vocab_size: int = 256) -> float:
     p = get_preset(preset)
-    return 6.0 * (numel - p.vocab_size * p.hidden_size) + 12.0 * p.num_layers * p.hidden_size * seq_len
+    return 6.0 * (numel - vocab_size * p.hidden_size) + 12.0 * p.num_layers * p.hidden_size * seq_len
 
 
 def peak_tflops(device_name: str) -> float | None:

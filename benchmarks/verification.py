@@ -104,21 +104,21 @@ class Sim:
         self.name = {kp.ss58_address: n for n, kp in keys.items()}
         self.hotkey = {n: kp.ss58_address for n, kp in keys.items()}
         self.workers = {n: self._worker(n) for n in keys if n != "copy"}
-        self.state = OuterState.fresh(params.flatten(build_model(self.spec.model.preset, self.spec.model.seed)))
+        self.state = OuterState.fresh(params.flatten(build_model(self.spec.model.preset, self.spec.model.seed, vocab_size=self.spec.model.vocab_size)))
         self.validators = {}
         for i in range(honest):
             n = f"honest{i}"
             store = AuditStore(root / n)
             store.write_spec(self.spec)
             verifier = Verifier(
-                self.run_id, keys[n], self.spec.model.preset, self.corpus, self.excluded,
+                self.run_id, keys[n], self.spec.model, self.corpus, self.excluded,
                 self.spec.data.pages_per_round, self.spec.train, self.spec.outer.lr, store, VerifierSettings(),
             )  # fmt: skip
             self.validators[n] = (verifier, Scoreboard())
         self.previous: dict[str, Contribution] = {}
 
     def _worker(self, name: str) -> Worker:
-        model = build_model(self.spec.model.preset, self.spec.model.seed)
+        model = build_model(self.spec.model.preset, self.spec.model.seed, vocab_size=self.spec.model.vocab_size)
         kind = WORKERS.get(name, Worker) if not name.startswith("honest") else Worker
         return kind(
             self.run_id, self.hotkey[name], self.spec, self.corpus, self.excluded, model,

@@ -60,7 +60,7 @@ def time_inner_step(spec: RunSpec) -> float:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        model = node_model(spec.model.preset, spec.model.seed, torch.device("cpu"), "off")
+        model = node_model(spec.model.preset, spec.model.seed, torch.device("cpu"), "off", spec.model.vocab_size)
         trainer = InnerTrainer.from_spec(model, spec.train, torch.device("cpu"))
         vocab = model.config.vocab_size
         rng = np.random.default_rng(0)

@@ -141,7 +141,7 @@ def judge(
     payload_uploads = [log[r].upload_payload_bytes for log in logs for r in log]
     payload_sizes = [log[r].payload_bytes for log in logs for r in log if log[r].payload_bytes is not None]
     state_uploads = [log[r].upload_state_bytes for log in logs for r in log]
-    dense = 4 * params.numel(build_model(spec.model.preset, spec.model.seed))
+    dense = 4 * params.numel(build_model(spec.model.preset, spec.model.seed, vocab_size=spec.model.vocab_size))
     honest = peers - len(cheaters) if honest is None else honest
     honest_hotkeys = {x.hotkey for log in logs[:honest] for x in log.values()}
     shares = {log[min(log)].hotkey: verify_shares(log) for log in logs if log}

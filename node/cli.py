@@ -159,7 +159,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from node.trainer.model import build_model
 
     spec, _ = load_run_file(Path(args.config))
-    numel = params.numel(build_model(spec.model.preset, spec.model.seed))
+    numel = params.numel(build_model(spec.model.preset, spec.model.seed, vocab_size=spec.model.vocab_size))
     saved = load_checkpoint(Path(args.state), numel)
     if saved is None:
         print(f"error: no checkpoint at {args.state}", file=sys.stderr)

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from protocol.plan import PlanSpec
+
 MAX_CONFIG_BYTES = 1 << 20
 
 
@@ -29,17 +31,50 @@ class ConfigError(ValueError):
 class ModelSpec:
     preset: str = "tiny"
     seed: int = 0
+    # "byte" (one id per byte), or a Hugging Face tokenizer: a local folder or tokenizer.json, or a hub name.
+    tokenizer: str = "byte"
+    tokenizer_digest: str = ""  # sha256 over the tokenizer's files (node/data/tokenizer.py); required unless "byte"
+    vocab_size: int = 256  # the tokenizer's; sets the model's embedding size
+
+    def __post_init__(self) -> None:
+        from node.trainer.model import get_preset
+
+        _require(bool(self.tokenizer), "tokenizer must be 'byte' or name a Hugging Face tokenizer")
+        _require(
+            self.tokenizer == "byte" or len(self.tokenizer_digest) == 64,
+            f"tokenizer {self.tokenizer!r} needs its tokenizer_digest pinned (gradswarm run init prints it)",
+        )
+        limit = get_preset(self.preset).max_vocab
+        _require(2 <= self.vocab_size <= limit, f"vocab_size {self.vocab_size} is outside what the {self.preset} preset allows (2..{limit})")
+
+
+DATA_SOURCES = ("stdlib", "files", "hf")
 
 
 @dataclass(frozen=True)
 class DataSpec:
-    corpus: str = "stdlib"  # "stdlib", or a folder of .txt/.py files for real runs
-    digest: str = ""  # pins the corpus manifest; empty means "whatever the stdlib builds to here"
+    """Where the documents come from (node/data/sources.py) and how they become pages.
+
+    ``source``: ``stdlib`` (the running Python's standard library, the default every
+    machine has), ``files`` (``path`` is a glob of local .jsonl, .parquet, .arrow or
+    .txt files) or ``hf`` (``path`` is a Hugging Face dataset name or folder, read
+    with ``datasets`` at ``revision`` and ``split``)."""
+
+    source: str = "stdlib"
+    path: str = ""
+    text_field: str = "text"
+    revision: str = ""  # hf: a commit, tag or branch; pin a commit for a run
+    split: str = "train"
+    max_documents: int = 0  # 0: all of them
+    digest: str = ""  # pins the corpus manifest; empty means "whatever the source builds to here"
     page_tokens: int = 4096
     eval_pages: int = 8
     pages_per_round: int = 8
 
     def __post_init__(self) -> None:
+        _require(self.source in DATA_SOURCES, f"source must be one of {', '.join(DATA_SOURCES)}, not {self.source!r}")
+        _require(self.source == "stdlib" or bool(self.path), f"source {self.source!r} needs a path")
+        _require(bool(self.text_field) and self.max_documents >= 0, "text_field must be set, max_documents not negative")
         _require(self.page_tokens >= 2, "page_tokens must be at least 2")
         _require(self.eval_pages >= 1 and self.pages_per_round >= 1, "eval_pages and pages_per_round must be positive")
 
@@ -154,6 +189,7 @@ class RunSpec:
     codec: CodecSettings = field(default_factory=CodecSettings)
     chain: ChainSpec = field(default_factory=ChainSpec)
     schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    plan: PlanSpec = field(default_factory=PlanSpec)
 
     @property
     def run_id(self) -> bytes:
@@ -273,12 +309,15 @@ def render_run_file(spec: RunSpec, node: NodeConfig) -> str:
     """TOML that `parse_run_file` reads back to the same spec and config."""
     lines = [f"name = {_toml_value(spec.name)}"]
     for f in dataclasses.fields(spec):
-        if f.name == "name":
-            continue
-        lines.append(f"\n[{f.name}]")
-        for key, value in dataclasses.asdict(getattr(spec, f.name)).items():
-            lines.append(f"{key} = {_toml_value(value)}")
-    lines.append("\n[node]")
-    for key, value in dataclasses.asdict(node).items():
-        lines.append(f"{key} = {_toml_value(value)}")
+        if f.name != "name":
+            lines += _toml_table(f.name, dataclasses.asdict(getattr(spec, f.name)))
+    lines += _toml_table("node", dataclasses.asdict(node))
     return "\n".join(lines) + "\n"
+
+
+def _toml_table(name: str, table: dict[str, Any]) -> list[str]:
+    lines = [f"\n[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    for key, value in table.items():
+        if isinstance(value, dict):
+            lines += _toml_table(f"{name}.{key}", value)
+    return lines

@@ -117,7 +117,8 @@ class SwarmNode:
         self.corpus = open_corpus(self.spec.data, Path(self.config.corpus_cache or self.files.data_dir / "corpus"))
         self.eval_page_ids = eval_pages(self.run_id, self.corpus.num_pages, self.spec.data.eval_pages)
         self.excluded = frozenset(self.eval_page_ids)
-        self.model = node_model(self.spec.model.preset, self.spec.model.seed, self.device, self.config.activation_checkpointing)
+        m = self.spec.model
+        self.model = node_model(m.preset, m.seed, self.device, self.config.activation_checkpointing, m.vocab_size)
         self.numel = self.pool.numel = params.numel(self.model)
         self.states = StateBook(OuterState.fresh(params.flatten(self.model)))
         self._resume()
@@ -134,12 +135,12 @@ class SwarmNode:
             except (StateError, ValueError, KeyError, TypeError, AttributeError) as e:
                 log.warning("ignoring the saved inner optimizer state: %s", e)
         if self.config.evaluate and self.ranked is None:  # its own model: evaluation runs while the next round trains
-            self.eval_model = node_model(self.spec.model.preset, self.spec.model.seed, self.device, "off")
+            self.eval_model = node_model(m.preset, m.seed, self.device, "off", m.vocab_size)
         self.audit.write_spec(self.spec)
         verifier = Verifier(
             self.run_id,
             self.keypair,
-            self.spec.model.preset,
+            self.spec.model,
             self.corpus,
             self.excluded,
             self.spec.data.pages_per_round,

@@ -105,7 +105,7 @@ def audit_store(tmp_path_factory):
     store.write_spec(spec)
     excluded = frozenset(eval_pages(run, corpus.num_pages, 2))
     verifier = Verifier(
-        run, keypair("Verifier"), "tiny", corpus, excluded, pages_per_round=2, train=spec.train, outer_lr=spec.outer.lr, store=store,
+        run, keypair("Verifier"), spec.model, corpus, excluded, pages_per_round=2, train=spec.train, outer_lr=spec.outer.lr, store=store,
         settings=VerifierSettings(samples=3, control_pages=4),
     )  # fmt: skip
     model = build_model("tiny", 0)

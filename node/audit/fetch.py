@@ -61,7 +61,7 @@ async def _fetch(p2p: P2P, peer_id: PeerID, first: int, last: int, store: AuditS
     except ValueError as e:
         raise AuditError(f"the peer's run spec does not parse: {e}") from None
     atomic_write(store.root / "spec.toml", spec_text.encode())
-    numel = params.numel(build_model(spec.model.preset, 0))
+    numel = params.numel(build_model(spec.model.preset, 0, vocab_size=spec.model.vocab_size))
     codec = get_codec(spec.codec.codec_spec())
     blob_limit = max(codec.max_payload_bytes(numel), spec.data.page_tokens)
 

@@ -45,7 +45,7 @@ class Replayer:
     def __init__(self, store: AuditStore):
         self.store = store
         self.spec = store.spec()
-        self.model = build_model(self.spec.model.preset, 0)
+        self.model = build_model(self.spec.model.preset, 0, vocab_size=self.spec.model.vocab_size)
         self.numel = params.numel(self.model)
         self.codec = get_codec(self.spec.codec.codec_spec())
 

@@ -54,7 +54,7 @@ def export_state(spec: RunSpec, state: OuterState, round_: int, out: Path) -> Pa
     """Write `out` (which must not exist yet) as a Hugging Face model folder of `state`."""
     if out.exists():
         raise ValueError(f"{out} exists: export writes a new folder, never over one")
-    model = build_model(spec.model.preset, spec.model.seed)
+    model = build_model(spec.model.preset, spec.model.seed, vocab_size=spec.model.vocab_size)
     if params.numel(model) != state.theta.numel():
         raise ValueError(f"the state has {state.theta.numel()} values, the {spec.model.preset} preset {params.numel(model)}")
     params.load_flat(model, state.theta)

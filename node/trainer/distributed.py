@@ -274,5 +274,5 @@ def serve_rank(spec, config, group: RankGroup) -> int:
         torch.set_num_threads(config.torch_threads)
     data_dir = Path(config.data_dir)
     corpus = open_corpus(spec.data, Path(config.corpus_cache or data_dir / "corpus"))
-    model = node_model(spec.model.preset, spec.model.seed, group.device, config.activation_checkpointing)
+    model = node_model(spec.model.preset, spec.model.seed, group.device, config.activation_checkpointing, spec.model.vocab_size)
     return RankedTrainer(group, model, spec.train, config.parallel, corpus, data_dir).serve()

@@ -1,4 +1,4 @@
-"""Model presets (transformers Llama family, byte-level vocabulary) and deterministic init.
+"""Model presets (transformers Llama family; the vocabulary is the run's tokenizer's) and deterministic init.
 
 Every node that calls ``build_model(preset, seed)`` with the same preset, seed
 and torch version gets bit-identical initial weights: parameters are drawn
@@ -40,7 +40,7 @@ class ModelPreset:
     num_kv_heads: int
     intermediate_size: int
     seq_len: int
-    vocab_size: int = 256
+    max_vocab: int  # the largest tokenizer the preset takes: the embeddings must not dwarf the model
     rope_theta: float = 10000.0
     rms_norm_eps: float = 1e-5
 
@@ -54,15 +54,15 @@ class ModelPreset:
         return asdict(self)
 
 
-# Parameter counts (vocab 256, untied embeddings):
+# Parameter counts (vocab 256, untied embeddings; a vocabulary V adds 2·V·hidden_size):
 #   tiny      ~1.1M  (CPU demo: fast on one core)
 #   small     ~20.7M (CPU / small GPU)
 #   base100m  ~104M  (GPU)
 #   base1b    ~0.97B (GPU)
 PRESETS: dict[str, ModelPreset] = {
-    "tiny": ModelPreset(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512, seq_len=128),
-    "small": ModelPreset(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1152, seq_len=256),
-    "base100m": ModelPreset(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4, intermediate_size=3072, seq_len=1024),
+    "tiny": ModelPreset(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512, seq_len=128, max_vocab=16384),
+    "small": ModelPreset(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1152, seq_len=256, max_vocab=65536),
+    "base100m": ModelPreset(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4, intermediate_size=3072, seq_len=1024, max_vocab=131072),
     "base1b": ModelPreset(
         hidden_size=2048,
         num_layers=16,
@@ -70,6 +70,7 @@ PRESETS: dict[str, ModelPreset] = {
         num_kv_heads=8,
         intermediate_size=8192,
         seq_len=2048,
+        max_vocab=262144,
         rope_theta=500000.0,
     ),
 }
@@ -84,10 +85,12 @@ def get_preset(preset: str | ModelPreset) -> ModelPreset:
         raise ValueError(f"unknown model preset {preset!r}; known: {sorted(PRESETS)}") from None
 
 
-def llama_config(preset: str | ModelPreset, attn_implementation: str = "sdpa") -> LlamaConfig:
+def llama_config(preset: str | ModelPreset, attn_implementation: str = "sdpa", vocab_size: int = 256) -> LlamaConfig:
     p = get_preset(preset)
+    if not 2 <= vocab_size <= p.max_vocab:
+        raise ValueError(f"vocab_size {vocab_size} is outside what this preset allows (2..{p.max_vocab})")
     cfg = LlamaConfig(
-        vocab_size=p.vocab_size,
+        vocab_size=vocab_size,
         hidden_size=p.hidden_size,
         intermediate_size=p.intermediate_size,
         num_hidden_layers=p.num_layers,
@@ -137,12 +140,12 @@ def init_weights(model: torch.nn.Module, seed: int) -> None:
         p.copy_(w)
 
 
-def build_model(preset: str | ModelPreset, seed: int, attn_implementation: str = "sdpa") -> LlamaForCausalLM:
+def build_model(preset: str | ModelPreset, seed: int, attn_implementation: str = "sdpa", vocab_size: int = 256) -> LlamaForCausalLM:
     """A fresh float32 Llama model on CPU with weights determined by ``seed``.
 
     Move it with ``.to(device)`` afterwards.  The global torch RNG is not touched.
     """
-    cfg = llama_config(preset, attn_implementation=attn_implementation)
+    cfg = llama_config(preset, attn_implementation=attn_implementation, vocab_size=vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         model = LlamaForCausalLM(cfg)
@@ -163,9 +166,11 @@ def recomputes_activations(setting: str, device: torch.device) -> bool:
     return setting == "on" or (setting == "auto" and device.type == "cuda")
 
 
-def node_model(preset: str | ModelPreset, seed: int, device: torch.device, activation_checkpointing: str = "off") -> LlamaForCausalLM:
+def node_model(
+    preset: str | ModelPreset, seed: int, device: torch.device, activation_checkpointing: str = "off", vocab_size: int = 256
+) -> LlamaForCausalLM:
     """``build_model`` on ``device``, each decoder layer's activations recomputed in backward if the setting says so."""
-    model = build_model(preset, seed).to(device)
+    model = build_model(preset, seed, vocab_size=vocab_size).to(device)
     if recomputes_activations(activation_checkpointing, device):
         # Both wrap each decoder layer's __call__ in torch.utils.checkpoint; later transformers renamed the first.
         if hasattr(model, "activation_checkpointing_enable"):

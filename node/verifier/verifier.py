@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 
 from node.audit.store import AuditStore
-from node.config import TrainSpec
+from node.config import ModelSpec, TrainSpec
 from node.data.corpus import Corpus
 from node.outer.head_start import Head, head_start
 from node.outer.optimizer import OuterState
@@ -78,7 +78,7 @@ class Verifier:
         self,
         run_id: bytes,
         keypair: Signer,
-        preset: str,
+        model: ModelSpec,
         corpus: Corpus,
         eval_pages: frozenset[int],
         pages_per_round: int,
@@ -97,7 +97,7 @@ class Verifier:
         self.outer_lr = outer_lr
         self.store = store
         self.settings = settings
-        self.model = build_model(preset, 0)  # scratch space: weights are overwritten per check
+        self.model = build_model(model.preset, 0, vocab_size=model.vocab_size)  # scratch space: weights are overwritten per check
         self.alignment_history: dict[str, deque[float]] = defaultdict(lambda: deque(maxlen=settings.evidence_rounds))
         self.units = 0  # compute spent, in forward passes of one window
 

@@ -51,10 +51,11 @@ def test_presets_sizes():
     assert 15e6 <= counts["small"] <= 25e6
     assert 100e6 <= counts["base100m"] <= 125e6
     assert 0.9e9 <= counts["base1b"] <= 1.2e9
-    for p in PRESETS.values():
-        assert p.vocab_size == 256
     with pytest.raises(ValueError):
-        ModelPreset(hidden_size=100, num_layers=1, num_heads=3, num_kv_heads=3, intermediate_size=8, seq_len=8)
+        ModelPreset(hidden_size=100, num_layers=1, num_heads=3, num_kv_heads=3, intermediate_size=8, seq_len=8, max_vocab=256)
+    with pytest.raises(ValueError, match="outside what this preset allows"):
+        build_model("tiny", 0, vocab_size=PRESETS["tiny"].max_vocab + 1)
+    assert build_model("tiny", 0, vocab_size=1000).config.vocab_size == 1000
 
 
 def test_build_model_deterministic():
