@@ -104,7 +104,9 @@ class Sim:
         self.name = {kp.ss58_address: n for n, kp in keys.items()}
         self.hotkey = {n: kp.ss58_address for n, kp in keys.items()}
         self.workers = {n: self._worker(n) for n in keys if n != "copy"}
-        self.state = OuterState.fresh(params.flatten(build_model(self.spec.model.preset, self.spec.model.seed, vocab_size=self.spec.model.vocab_size)))
+        self.state = OuterState.fresh(
+            params.flatten(build_model(self.spec.model.preset, self.spec.model.seed, vocab_size=self.spec.model.vocab_size))
+        )
         self.validators = {}
         for i in range(honest):
             n = f"honest{i}"

@@ -45,7 +45,9 @@ class ModelSpec:
             f"tokenizer {self.tokenizer!r} needs its tokenizer_digest pinned (gradswarm run init prints it)",
         )
         limit = get_preset(self.preset).max_vocab
-        _require(2 <= self.vocab_size <= limit, f"vocab_size {self.vocab_size} is outside what the {self.preset} preset allows (2..{limit})")
+        _require(
+            2 <= self.vocab_size <= limit, f"vocab_size {self.vocab_size} is outside what the {self.preset} preset allows (2..{limit})"
+        )
 
 
 DATA_SOURCES = ("stdlib", "files", "hf")

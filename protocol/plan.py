@@ -40,7 +40,7 @@ class LrCurve:
 
     def factor(self, round_: int, rounds: int) -> float:
         """The multiplier of the peak learning rate in round ``round_`` (0-based) of a ``rounds``-round plan."""
-        if rounds <= 0 or self.shape == "constant" and self.warmup_rounds == 0:
+        if rounds <= 0 or (self.shape == "constant" and self.warmup_rounds == 0):
             return 1.0
         if round_ < self.warmup_rounds:
             return (round_ + 1) / (self.warmup_rounds + 1)

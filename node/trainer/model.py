@@ -62,7 +62,9 @@ class ModelPreset:
 PRESETS: dict[str, ModelPreset] = {
     "tiny": ModelPreset(hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=4, intermediate_size=512, seq_len=128, max_vocab=16384),
     "small": ModelPreset(hidden_size=512, num_layers=8, num_heads=8, num_kv_heads=4, intermediate_size=1152, seq_len=256, max_vocab=65536),
-    "base100m": ModelPreset(hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4, intermediate_size=3072, seq_len=1024, max_vocab=131072),
+    "base100m": ModelPreset(
+        hidden_size=768, num_layers=12, num_heads=12, num_kv_heads=4, intermediate_size=3072, seq_len=1024, max_vocab=131072
+    ),
     "base1b": ModelPreset(
         hidden_size=2048,
         num_layers=16,
