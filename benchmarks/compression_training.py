@@ -90,10 +90,11 @@ class Swarm:
 
 
 def load_corpus() -> Corpus:
-    from node.data.build import build_stdlib_corpus
+    from node.config import RunSpec
+    from node.data.sources import open_corpus
 
     cache = Path(os.environ.get("GRADSWARM_BENCH_CACHE", Path(tempfile.gettempdir()) / "gradswarm-bench")) / "corpus"
-    return build_stdlib_corpus(cache)
+    return open_corpus(RunSpec(), cache)
 
 
 def send(feedback: ErrorFeedback, delta: torch.Tensor, codec: Codec | HivemindCodec | None, beta: float) -> tuple[torch.Tensor, int]:

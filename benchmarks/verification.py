@@ -95,10 +95,10 @@ class Sim:
     def __init__(self, seed: int, honest: int, kinds: list[str], root: Path):
         self.spec = RunSpec()
         self.run_id = derive("benchmark-verification", seed)
-        self.corpus = open_corpus(self.spec.data, Path(tempfile.gettempdir()) / "gradswarm-corpus")
+        self.corpus = open_corpus(self.spec, Path(tempfile.gettempdir()) / "gradswarm-corpus")
         self.excluded = frozenset(eval_pages(self.run_id, self.corpus.num_pages, self.spec.data.eval_pages))
         self.codec = get_codec(self.spec.codec.codec_spec())
-        self.outer = OuterOptimizer(lr=self.spec.outer.lr, momentum=self.spec.outer.momentum, nesterov=self.spec.outer.nesterov)
+        self.outer = OuterOptimizer.from_spec(self.spec)
         keys = {f"honest{i}": Keypair.create_from_uri(f"//bench/{seed}/honest{i}") for i in range(honest)}
         keys.update({k: Keypair.create_from_uri(f"//bench/{seed}/{k}") for k in kinds})
         self.name = {kp.ss58_address: n for n, kp in keys.items()}
@@ -114,7 +114,7 @@ class Sim:
             store.write_spec(self.spec)
             verifier = Verifier(
                 self.run_id, keys[n], self.spec.model, self.corpus, self.excluded,
-                self.spec.data.pages_per_round, self.spec.train, self.spec.outer.lr, store, VerifierSettings(),
+                self.spec.data.pages_per_round, self.spec.train, self.outer, store, VerifierSettings(),
             )  # fmt: skip
             self.validators[n] = (verifier, Scoreboard())
         self.previous: dict[str, Contribution] = {}
@@ -166,7 +166,7 @@ class Sim:
     def step(self, r: int, contributions: dict[str, Contribution]) -> list[str]:
         """Aggregate every contribution no validator has banned; the names aggregated."""
         chosen = [h for h in sorted(contributions) if not any(scores.banned(h, r + 1) for _, scores in self.validators.values())]
-        self.state = next_state(self.outer, self.state, [contributions[h].vector for h in chosen], [1.0] * len(chosen))
+        self.state = next_state(self.outer, self.state, [contributions[h].vector for h in chosen], [1.0] * len(chosen), r)
         self.previous = contributions
         return [self.name[h] for h in chosen]
 

@@ -31,6 +31,12 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     demo.add_argument(
         "--inner-steps", type=int, default=None, metavar="H", help="inner steps per round (default: as many as fill the train window here)"
     )
+    demo.add_argument(
+        "--data",
+        choices=("stdlib", "jsonl"),
+        default="stdlib",
+        help="stdlib: byte-level Python stdlib; jsonl: a jsonl dataset with a BPE tokenizer trained here (devnet/dataset.py)",
+    )
     demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
     demo.add_argument("--ranks-per-node", type=int, default=1, metavar="N", help="run each node as N torchrun ranks (gloo on CPU)")
     demo.add_argument(
@@ -63,4 +69,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         overlap=not args.no_overlap,
         inner_steps=args.inner_steps,
+        data=args.data,
     )

@@ -22,11 +22,13 @@ from pathlib import Path
 
 from devnet.adversaries import check_kind as check_adversary
 from devnet.calibrate import calibrate, fit_steps
+from devnet.dataset import jsonl_run
 from devnet.judge import BOOTSTRAPS, judge, print_round
 from devnet.processes import start_bootstrap, start_node, start_sybils, stop, stop_tree, wait_for_file
 from node.config import (
     ChainSpec,
     DataSpec,
+    ModelSpec,
     NodeConfig,
     RunSpec,
     ScheduleSpec,
@@ -59,6 +61,7 @@ def prepare(
     seed: int | None = None,
     overlap: bool = True,
     fit: Callable[[RunSpec], RunSpec] = lambda spec: spec,
+    data: str = "stdlib",
 ) -> tuple[RunSpec, list[NodeConfig], list[str], list[str]]:
     """Fresh chain, keys and corpus under `out`: the spec (`fit` sets its inner steps), one node config
     per node, the adversaries' hotkeys, and each node's adversary kind ("" for honest nodes).
@@ -78,13 +81,14 @@ def prepare(
             target.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
-    data = DataSpec()
-    corpus = open_corpus(data, out / "corpus")
+    model, data_spec = jsonl_run(out / "data") if data == "jsonl" else (ModelSpec(), DataSpec())
+    corpus = open_corpus(RunSpec(model=model, data=data_spec), out / "corpus")
     chain = DevChain.create(out / "chain.sqlite", block_time=1.0, max_validators=peers)
     spec = fit(
         RunSpec(
             name="demo",
-            data=replace(data, digest=corpus.digest),
+            model=model,
+            data=replace(data_spec, digest=corpus.digest),
             chain=ChainSpec(kind="dev", path=str((out / "chain.sqlite").resolve())),
             schedule=ScheduleSpec(
                 start_block=chain.block() + int(boot_seconds(peers + len(adversaries))), round_seconds=round_seconds, overlap=overlap
@@ -128,6 +132,7 @@ def run_demo(
     seed: int | None = None,
     overlap: bool = True,
     inner_steps: int | None = None,
+    data: str = "stdlib",
 ) -> int:
     """Run the swarm; with `late_rounds`, the last node only starts once that round has begun;
     `sybils` adds that many unregistered identities flooding the DHT (devnet/sybil.py, one process);
@@ -136,7 +141,8 @@ def run_demo(
     each node runs as that many torchrun ranks (gloo on CPU); `seed` seeds the nodes' identities
     (and so the page assignment; None: the usual ones); `overlap` false trains half of each round
     and exchanges in the other half; `inner_steps` pins H (default: as many as fill the train window
-    on this machine, devnet/calibrate.py)."""
+    on this machine, devnet/calibrate.py); `data` "jsonl" trains on a jsonl dataset with a BPE tokenizer
+    trained on the spot (devnet/dataset.py) instead of the byte-level stdlib."""
     if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds or not 0 <= bootstraps_down < rounds:
         print("error: the demo needs at least 2 peers, 1 round, and --late-join and --stop-bootstraps below --rounds", file=sys.stderr)
         return 2
@@ -157,7 +163,7 @@ def run_demo(
             return replace(spec, train=replace(spec.train, inner_steps=inner_steps))
         return fit_steps(spec, train_seconds, calibration)
 
-    spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries), seed, overlap, fit)
+    spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries), seed, overlap, fit, data)
     configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
     round_zero = started + boot_seconds(total)  # approximately: the chain's block clock decides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}

@@ -33,17 +33,14 @@ class ModelSpec:
     seed: int = 0
     # "byte" (one id per byte), or a Hugging Face tokenizer: a local folder or tokenizer.json, or a hub name.
     tokenizer: str = "byte"
-    tokenizer_digest: str = ""  # sha256 over the tokenizer's files (node/data/tokenizer.py); required unless "byte"
+    tokenizer_digest: str = ""  # sha256 over the tokenizer's files (node/data/tokenizer.py); a node needs it unless "byte"
     vocab_size: int = 256  # the tokenizer's; sets the model's embedding size
 
     def __post_init__(self) -> None:
         from node.trainer.model import get_preset
 
         _require(bool(self.tokenizer), "tokenizer must be 'byte' or name a Hugging Face tokenizer")
-        _require(
-            self.tokenizer == "byte" or len(self.tokenizer_digest) == 64,
-            f"tokenizer {self.tokenizer!r} needs its tokenizer_digest pinned (gradswarm run init prints it)",
-        )
+        _require(self.tokenizer_digest == "" or len(self.tokenizer_digest) == 64, "tokenizer_digest must be 64 hex digits")
         limit = get_preset(self.preset).max_vocab
         _require(
             2 <= self.vocab_size <= limit, f"vocab_size {self.vocab_size} is outside what the {self.preset} preset allows (2..{limit})"

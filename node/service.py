@@ -91,7 +91,7 @@ class SwarmNode:
         )
         self.training = asyncio.Lock()  # the model, inner optimizer and residual: one round's training at a time
         self.codec = get_codec(spec.codec.codec_spec())
-        self.outer = OuterOptimizer(lr=spec.outer.lr, momentum=spec.outer.momentum, nesterov=spec.outer.nesterov)
+        self.outer = OuterOptimizer.from_spec(spec)  # [outer] under the [plan]: round r's step takes round r's lr
         self.feedback = ErrorFeedback()
         self.swarm = Swarm(
             self.run_id,
@@ -114,7 +114,7 @@ class SwarmNode:
         """Corpus, model, θ (from the local checkpoint when there is one), trainer, verifier: the slow part of start-up."""
         if self.config.torch_threads:
             torch.set_num_threads(self.config.torch_threads)
-        self.corpus = open_corpus(self.spec.data, Path(self.config.corpus_cache or self.files.data_dir / "corpus"))
+        self.corpus = open_corpus(self.spec, Path(self.config.corpus_cache or self.files.data_dir / "corpus"))
         self.eval_page_ids = eval_pages(self.run_id, self.corpus.num_pages, self.spec.data.eval_pages)
         self.excluded = frozenset(self.eval_page_ids)
         m = self.spec.model
@@ -145,7 +145,7 @@ class SwarmNode:
             self.excluded,
             self.spec.data.pages_per_round,
             t,
-            self.spec.outer.lr,
+            self.outer,
             self.audit,
             VerifierSettings(samples=self.config.verify_samples),
         )

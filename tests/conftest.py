@@ -6,7 +6,7 @@
 - ``registered``: Alice and Bob registered and staked (Alice more), Eve not registered.
 - ``btcli_cache``: the bittensor SDK's token-symbol cache kept out of $HOME.
 - ``harness``: each ChainView contract test on the dev chain and on the Bittensor adapter.
-- ``audit_store``: the audit records of one verified round.
+- ``audit_store``: the audit records of one verified round (round 1 of a run with a learning-rate plan).
 """
 
 from __future__ import annotations
@@ -75,16 +75,17 @@ def harness(request, tmp_path, monkeypatch, btcli_cache):
 @pytest.fixture(scope="module")
 def audit_store(tmp_path_factory):
     """A store holding the records of one verified round of three contributions trained as nodes train
-    (their pages, their seeds, their first-batch losses), all three work-checked."""
+    (their pages, their seeds, their first-batch losses, the plan's factors), all three work-checked.
+    The round is 1 of a run with a plan, so C's head start takes round 0's outer lr, not round 1's."""
     from dataclasses import replace
 
     import torch
 
     from node.audit.store import AuditStore
     from node.config import TrainSpec
-    from node.data.build import build_corpus_from_bytes
+    from node.data.build import build_corpus_from_text
     from node.outer.head_start import Head, head_start
-    from node.outer.optimizer import OuterState
+    from node.outer.optimizer import OuterOptimizer, OuterState
     from node.round.train import local_delta
     from node.trainer import params
     from node.trainer.inner import InnerTrainer, first_batch, row_losses
@@ -95,17 +96,19 @@ def audit_store(tmp_path_factory):
     from protocol.assignment import assign_pages, eval_pages, train_seed
     from protocol.compression import get_codec
     from protocol.messages import ContributionMeta
+    from protocol.plan import LrCurve, PlanSpec
 
-    spec = replace(RunSpec(), train=TrainSpec(inner_steps=8, batch_size=4, seq_len=64, warmup_steps=0))
-    run = spec.run_id
+    plan = PlanSpec(rounds=10, inner=LrCurve("cosine", warmup_rounds=2), outer=LrCurve("wsd", warmup_rounds=3, decay_rounds=4))
+    spec = replace(RunSpec(), train=TrainSpec(inner_steps=8, batch_size=4, seq_len=64, warmup_steps=0), plan=plan)
+    run, r = spec.run_id, 1
     root = tmp_path_factory.mktemp("audit")
     text = b"".join(f"def function_{i}(x):\n    return x * {i} + {i % 7}\n\n".encode() for i in range(3000))
-    corpus = build_corpus_from_bytes("synthetic", text, root / "corpus", page_tokens=512)
+    corpus = build_corpus_from_text("synthetic", text.decode(), root / "corpus", page_tokens=512)
     store = AuditStore(root / "store")
     store.write_spec(spec)
     excluded = frozenset(eval_pages(run, corpus.num_pages, 2))
     verifier = Verifier(
-        run, keypair("Verifier"), spec.model, corpus, excluded, pages_per_round=2, train=spec.train, outer_lr=spec.outer.lr, store=store,
+        run, keypair("Verifier"), spec.model, corpus, excluded, pages_per_round=2, train=spec.train, outer=OuterOptimizer.from_spec(spec), store=store,
         settings=VerifierSettings(samples=3, control_pages=4),
     )  # fmt: skip
     model = build_model("tiny", 0)
@@ -116,23 +119,25 @@ def audit_store(tmp_path_factory):
     # C took a head start (node/outer/head_start.py): its own last payload's outer step, then training
     head_payload = codec.encode(0.01 * torch.randn(numel, generator=torch.Generator().manual_seed(5)))
     head = Head(hashlib.sha256(head_payload).digest(), head_payload, codec.decode(head_payload, numel))
+    head_lr = spec.outer.lr * plan.outer_factor(r - 1)  # the head stands for round r-1's outer step
+    assert head_lr != spec.outer.lr * plan.outer_factor(r)
     for name in ("A", "B", "C"):
         key = keypair(name)
-        hotkey, seed = key.ss58_address, train_seed(run, 0, key.ss58_address)
-        pages = corpus.pages(assign_pages(run, 0, hotkey, corpus.num_pages, 2, excluded))
-        start = head_start(base.theta, head.vector, spec.outer.lr) if name == "C" else base.theta
+        hotkey, seed = key.ss58_address, train_seed(run, r, key.ss58_address)
+        pages = corpus.pages(assign_pages(run, r, hotkey, corpus.num_pages, 2, excluded))
+        start = head_start(base.theta, head.vector, head_lr) if name == "C" else base.theta
         params.load_flat(model, start)
         first = tuple(row_losses(model, first_batch(pages, spec.train.batch_size, spec.train.seq_len, seed)))
         trainer = InnerTrainer.from_spec(model, spec.train, "cpu")
-        _, delta = local_delta(model, trainer, start, pages, spec.train.inner_steps, seed)
+        _, delta = local_delta(model, trainer, start, pages, spec.train.inner_steps, seed, lr_factor=plan.inner_factor(r))
         payload = codec.encode(delta)
         meta = ContributionMeta(
-            run_id=run, round=0, hotkey=hotkey, peer_id=b"p", digest=hashlib.sha256(payload).digest(), nbytes=len(payload),
+            run_id=run, round=r, hotkey=hotkey, peer_id=b"p", digest=hashlib.sha256(payload).digest(), nbytes=len(payload),
             codec=spec.codec.name, trained_from=base.state_hash(), first_losses=first, head_start=head.digest if name == "C" else b"",
         )  # fmt: skip
         mine = head if name == "C" else None
         contributions[hotkey] = Contribution(signing.sign(meta, key), codec.decode(payload, numel), payload, mine)
-    records = verifier.verify_round(0, base, base.state_hash(), b"beacon".ljust(32, b"."), contributions, {}, Scoreboard())
+    records = verifier.verify_round(r, base, base.state_hash(), b"beacon".ljust(32, b"."), contributions, {}, Scoreboard())
     assert len(records) == 3 and {r.subject for r in records} == set(contributions)
     assert all(r.metric("work_checked") == 1.0 for r in records), [r.reason for r in records]
     started = {r.subject: r for r in records if r.head_start}

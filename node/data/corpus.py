@@ -1,21 +1,22 @@
-"""Corpora as content-addressed manifests of byte-level token pages.
+"""Corpora as content-addressed, sharded, memory-mapped pages of tokens.
 
-Tokenization is byte level: a token is a byte value (vocabulary of 256).
-A corpus is a sequence of text bytes cut into pages of ``page_tokens`` tokens
-(the incomplete tail is dropped).  Its :class:`CorpusManifest` names it by
-content: ``page_digests_root`` is the sha256 over the concatenated sha256
-digests of every page (so any node can check a single page it holds), and
-``digest`` is the sha256 over the canonical JSON of the other manifest fields.
-A run spec pins ``digest``.
+A corpus is the token stream of its documents (each ended by the tokenizer's
+EOS) cut into pages of ``page_tokens`` tokens; the incomplete tail is dropped.
+Its :class:`CorpusManifest` names it by content: ``page_digests_root`` is the
+sha256 over the concatenated sha256 digests of every page, and ``digest`` is
+the sha256 over the canonical JSON of the other fields, tokenizer digest and
+token type included. A run spec pins ``digest``.
 
-On disk a corpus lives in ``<cache_dir>/<digest>/`` as ``tokens.bin`` (raw
-uint8 tokens, ``num_pages * page_tokens`` bytes) and ``manifest.json``.  Files
-are written atomically (temp file in the same folder, fsync, ``os.replace``)
-and ``manifest.json`` is written last, so a folder with a manifest is
-complete.  Several processes may build the same corpus at once: they write
-identical bytes and each replace is atomic, so the cache never holds a
-half-written file.  ``load_corpus`` re-hashes every page and checks the root
-against the manifest (about 0.1 s for 30 MB).
+On disk, ``<cache_dir>/<digest>/`` holds ``manifest.json``, ``digests.bin``
+(32 bytes per page) and ``shard-NNNNN.bin`` files of ``shard_pages`` pages
+each, raw little-endian uint16 or uint32. The folder only appears, by rename,
+once complete (node/data/shards.py).
+
+Why the node's memory does not grow with the corpus: shards and digests are
+memory-mapped, and opening a corpus reads only the digests (streamed, to check
+the root) and the shard sizes. A page is hashed against its digest the first
+time it is read, so a node touches the pages it trains on and the eval pages,
+never the rest.
 """
 
 from __future__ import annotations
@@ -29,29 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "VOCAB_SIZE",
-    "FILE_SEPARATOR",
-    "DEFAULT_PAGE_TOKENS",
-    "CorpusError",
-    "CorpusNotFoundError",
-    "CorpusIntegrityError",
-    "CorpusManifest",
-    "Corpus",
-    "encode_bytes",
-    "page_digests_root",
-    "load_corpus",
-]
-
-VOCAB_SIZE = 256
-FILE_SEPARATOR = b"\n\n"
 DEFAULT_PAGE_TOKENS = 4096
-TOKENS_FILE = "tokens.bin"
+DEFAULT_SHARD_PAGES = 4096  # 16M tokens of 4096-token pages: a few dozen files for a billion tokens
 MANIFEST_FILE = "manifest.json"
-INDEX_DIR = "index"
-STDLIB_CORPUS_NAME = "python-stdlib"
-
+DIGESTS_FILE = "digests.bin"
+DTYPES = ("uint16", "uint32")
+DIGEST_BYTES = 32
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+_FIELDS = ("name", "tokenizer", "dtype", "page_tokens", "num_pages", "shard_pages", "page_digests_root")
 
 
 class CorpusError(Exception):
@@ -66,54 +52,47 @@ class CorpusIntegrityError(CorpusError):
     """The cached files do not match their manifest (or the requested digest)."""
 
 
-def _canonical_json(obj: object) -> bytes:
+def canonical_json(obj: object) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
-def page_digests_root(digests: Iterable[bytes]) -> str:
-    """sha256 (hex) over the concatenation of per-page raw sha256 digests."""
-    h = hashlib.sha256()
-    for d in digests:
-        if len(d) != 32:
-            raise ValueError("page digests must be 32-byte sha256 digests")
-        h.update(d)
-    return h.hexdigest()
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.bin"
 
 
 @dataclass(frozen=True)
 class CorpusManifest:
     name: str
+    tokenizer: str  # hex digest of the tokenizer's files (node/data/tokenizer.py)
+    dtype: str  # "uint16" or "uint32"
     page_tokens: int
     num_pages: int
+    shard_pages: int
     page_digests_root: str  # hex sha256
     digest: str  # hex sha256 over the canonical JSON of the fields above
 
     @staticmethod
-    def compute_digest(name: str, page_tokens: int, num_pages: int, page_digests_root: str) -> str:
-        body = {
-            "name": name,
-            "page_tokens": int(page_tokens),
-            "num_pages": int(num_pages),
-            "page_digests_root": page_digests_root,
-        }
-        return hashlib.sha256(_canonical_json(body)).hexdigest()
+    def compute_digest(fields: dict) -> str:
+        return hashlib.sha256(canonical_json({k: fields[k] for k in _FIELDS})).hexdigest()
 
     @classmethod
-    def create(cls, name: str, page_tokens: int, num_pages: int, page_digests_root: str) -> CorpusManifest:
-        return cls(
-            name=name,
-            page_tokens=int(page_tokens),
-            num_pages=int(num_pages),
-            page_digests_root=page_digests_root,
-            digest=cls.compute_digest(name, page_tokens, num_pages, page_digests_root),
-        )
+    def create(cls, **fields) -> CorpusManifest:
+        return cls(**fields, digest=cls.compute_digest(fields))
 
     @property
     def num_tokens(self) -> int:
         return self.page_tokens * self.num_pages
 
+    @property
+    def num_shards(self) -> int:
+        return -(-self.num_pages // self.shard_pages)
+
+    def shard_bytes(self, index: int) -> int:
+        pages = min(self.shard_pages, self.num_pages - index * self.shard_pages)
+        return pages * self.page_tokens * np.dtype(self.dtype).itemsize
+
     def to_json_bytes(self) -> bytes:
-        return _canonical_json(asdict(self))
+        return canonical_json(asdict(self))
 
     @classmethod
     def from_json_bytes(cls, data: bytes) -> CorpusManifest:
@@ -122,46 +101,30 @@ class CorpusManifest:
             obj = json.loads(data)
         except (ValueError, UnicodeDecodeError) as e:
             raise CorpusIntegrityError(f"corpus manifest is not valid JSON: {e}") from None
-        if not isinstance(obj, dict) or set(obj) != {"name", "page_tokens", "num_pages", "page_digests_root", "digest"}:
+        if not isinstance(obj, dict) or set(obj) != {*_FIELDS, "digest"}:
             raise CorpusIntegrityError("corpus manifest has missing or unexpected fields")
-        name, pt, n = obj["name"], obj["page_tokens"], obj["num_pages"]
-        root, digest = obj["page_digests_root"], obj["digest"]
-        if not isinstance(name, str) or not name:
-            raise CorpusIntegrityError("corpus manifest: bad name")
-        for v, what in ((pt, "page_tokens"), (n, "num_pages")):
-            if type(v) is not int or v <= 0:
+        if not isinstance(obj["name"], str) or not obj["name"] or obj["dtype"] not in DTYPES:
+            raise CorpusIntegrityError("corpus manifest: bad name or dtype")
+        for what in ("page_tokens", "num_pages", "shard_pages"):
+            if type(obj[what]) is not int or obj[what] <= 0:
                 raise CorpusIntegrityError(f"corpus manifest: bad {what}")
-        for v, what in ((root, "page_digests_root"), (digest, "digest")):
-            if not isinstance(v, str) or not _HEX64.fullmatch(v):
+        for what in ("tokenizer", "page_digests_root", "digest"):
+            if not isinstance(obj[what], str) or not _HEX64.fullmatch(obj[what]):
                 raise CorpusIntegrityError(f"corpus manifest: bad {what}")
-        m = cls(name=name, page_tokens=pt, num_pages=n, page_digests_root=root, digest=digest)
-        if cls.compute_digest(name, pt, n, root) != digest:
+        if cls.compute_digest(obj) != obj["digest"]:
             raise CorpusIntegrityError("corpus manifest: digest does not match its fields")
-        return m
-
-
-def encode_bytes(data: bytes) -> np.ndarray:
-    """Byte-level tokenization: one uint8 token per byte."""
-    return np.frombuffer(data, dtype=np.uint8)
-
-
-def _page_digests(tokens: np.ndarray, page_tokens: int, num_pages: int) -> list[bytes]:
-    mv = memoryview(np.ascontiguousarray(tokens[: page_tokens * num_pages])).cast("B")
-    return [hashlib.sha256(mv[i * page_tokens : (i + 1) * page_tokens]).digest() for i in range(num_pages)]
+        return cls(**obj)
 
 
 class Corpus:
-    """A verified corpus: pages are views into a read-only memmap of tokens.bin."""
+    """A corpus on disk: pages are read-only views into memory-mapped shards, each checked on first read."""
 
-    def __init__(self, manifest: CorpusManifest, tokens: np.ndarray, page_digests: list[bytes], path: Path | None = None):
-        if tokens.dtype != np.uint8 or tokens.ndim != 1 or tokens.shape[0] != manifest.num_tokens:
-            raise CorpusIntegrityError("token array does not match the manifest")
-        if len(page_digests) != manifest.num_pages:
-            raise CorpusIntegrityError("page digest count does not match the manifest")
+    def __init__(self, manifest: CorpusManifest, folder: Path):
         self.manifest = manifest
-        self.path = path
-        self._tokens = tokens
-        self._page_digests = list(page_digests)
+        self.path = folder
+        self._digests = np.memmap(folder / DIGESTS_FILE, dtype=np.uint8, mode="r", shape=(manifest.num_pages * DIGEST_BYTES,))
+        self._shards: dict[int, np.memmap] = {}
+        self._checked = np.zeros(manifest.num_pages, dtype=bool)
 
     @property
     def num_pages(self) -> int:
@@ -186,63 +149,79 @@ class Corpus:
             raise IndexError(f"page {i} out of range [0, {self.manifest.num_pages})")
         return i
 
+    def _shard(self, index: int) -> np.memmap:
+        if index not in self._shards:
+            m = self.manifest
+            tokens = m.shard_bytes(index) // np.dtype(m.dtype).itemsize
+            self._shards[index] = np.memmap(
+                self.path / shard_name(index), dtype=np.dtype(m.dtype).newbyteorder("<"), mode="r", shape=(tokens,)
+            )
+        return self._shards[index]
+
     def page(self, i: int) -> np.ndarray:
-        """Tokens of page ``i`` (uint8, length page_tokens), a read-only view."""
+        """Tokens of page ``i`` (length page_tokens), a read-only view, hashed against its digest on first read."""
         i = self._check_index(i)
-        pt = self.manifest.page_tokens
-        return self._tokens[i * pt : (i + 1) * pt]
+        m = self.manifest
+        start = (i % m.shard_pages) * m.page_tokens
+        page = self._shard(i // m.shard_pages)[start : start + m.page_tokens]
+        if not self._checked[i]:
+            if hashlib.sha256(page.tobytes()).digest() != self.page_digest(i):
+                raise CorpusIntegrityError(
+                    f"corpus {m.digest[:16]}…: page {i} does not match its digest (the shard was modified or damaged)"
+                )
+            self._checked[i] = True
+        return page
 
     def pages(self, indices: Iterable[int]) -> list[np.ndarray]:
         return [self.page(i) for i in indices]
 
     def page_digest(self, i: int) -> bytes:
         """Raw sha256 digest (32 bytes) of page ``i``."""
-        return self._page_digests[self._check_index(i)]
+        i = self._check_index(i)
+        return self._digests[i * DIGEST_BYTES : (i + 1) * DIGEST_BYTES].tobytes()
 
     def verify_page(self, i: int, tokens: np.ndarray | bytes) -> bool:
         """Whether ``tokens`` (e.g. received from elsewhere) are exactly page ``i``."""
-        data = tokens.tobytes() if isinstance(tokens, np.ndarray) else bytes(tokens)
-        return len(data) == self.manifest.page_tokens and hashlib.sha256(data).digest() == self.page_digest(i)
+        data = tokens.astype(np.dtype(self.manifest.dtype).newbyteorder("<")).tobytes() if isinstance(tokens, np.ndarray) else bytes(tokens)
+        return hashlib.sha256(data).digest() == self.page_digest(i)
 
     def __repr__(self) -> str:
         m = self.manifest
-        return f"Corpus(name={m.name!r}, pages={m.num_pages}x{m.page_tokens}, digest={m.digest[:12]}...)"
+        return f"Corpus(name={m.name!r}, pages={m.num_pages}x{m.page_tokens} {m.dtype}, digest={m.digest[:12]}...)"
 
 
-# ----------------------------------------------------------------------------- disk
-
-
-def _check_digest_arg(digest: str) -> str:
-    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
-        raise CorpusNotFoundError(f"not a corpus digest (want 64 lowercase hex chars): {digest!r}")
-    return digest
+def digests_root(path: Path, chunk: int = 1 << 20) -> str:
+    """The sha256 of a digests file, streamed so that checking it costs no memory."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_corpus(cache_dir: Path | str, digest: str) -> Corpus:
-    """Load the corpus named ``digest`` from ``cache_dir``.
+    """The corpus named ``digest`` in ``cache_dir``, its manifest, digest root and shard sizes checked.
 
     Raises CorpusNotFoundError if no such corpus is cached, CorpusIntegrityError
-    if its files do not match the manifest / digest.  Every page is re-hashed
-    and the root compared with the manifest (about 0.1 s per 30 MB).
+    if its files do not match the manifest or the digest.
     """
-    digest = _check_digest_arg(digest)
+    if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        raise CorpusNotFoundError(f"not a corpus digest (want 64 lowercase hex chars): {digest!r}")
     folder = Path(cache_dir) / digest
-    mpath, tpath = folder / MANIFEST_FILE, folder / TOKENS_FILE
-    if not mpath.is_file():
-        raise CorpusNotFoundError(f"unknown corpus digest {digest} (no {mpath}); build it first")
-    manifest = CorpusManifest.from_json_bytes(mpath.read_bytes())
+    if not (folder / MANIFEST_FILE).is_file():
+        raise CorpusNotFoundError(f"unknown corpus digest {digest} (no {folder / MANIFEST_FILE}); build it first")
+    manifest = CorpusManifest.from_json_bytes((folder / MANIFEST_FILE).read_bytes())
     if manifest.digest != digest:
         raise CorpusIntegrityError(f"corpus at {folder} has digest {manifest.digest}, expected {digest}")
-    try:
-        size = tpath.stat().st_size
-    except FileNotFoundError:
-        raise CorpusIntegrityError(f"corpus {digest}: {tpath} is missing") from None
-    if size != manifest.num_tokens:
-        raise CorpusIntegrityError(f"corpus {digest}: {tpath} has {size} bytes, manifest says {manifest.num_tokens}")
-    tokens = np.memmap(tpath, dtype=np.uint8, mode="r", shape=(manifest.num_tokens,))
-    digests = _page_digests(tokens, manifest.page_tokens, manifest.num_pages)
-    if page_digests_root(digests) != manifest.page_digests_root:
-        raise CorpusIntegrityError(
-            f"corpus {digest}: {tpath} does not match its manifest (page digest root differs; the file was modified or damaged)"
-        )
-    return Corpus(manifest, tokens, digests, path=folder)
+    expected = {DIGESTS_FILE: manifest.num_pages * DIGEST_BYTES}
+    expected |= {shard_name(s): manifest.shard_bytes(s) for s in range(manifest.num_shards)}
+    for name, size in expected.items():
+        try:
+            actual = (folder / name).stat().st_size
+        except FileNotFoundError:
+            raise CorpusIntegrityError(f"corpus {digest}: {folder / name} is missing") from None
+        if actual != size:
+            raise CorpusIntegrityError(f"corpus {digest}: {folder / name} has {actual} bytes, the manifest implies {size}")
+    if digests_root(folder / DIGESTS_FILE) != manifest.page_digests_root:
+        raise CorpusIntegrityError(f"corpus {digest}: {DIGESTS_FILE} does not match the manifest's page digest root")
+    return Corpus(manifest, folder)

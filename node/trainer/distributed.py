@@ -9,7 +9,8 @@ each one together with rank 0, as a collective:
 - ``_load``: the weights θ are broadcast from rank 0 into every rank's model
   (the outer update, once per round; a heartbeat when nothing changed);
 - ``_train``: the H inner steps, DDP or FSDP2, each rank computing its rows of
-  every batch (node/trainer/shard.py); rank 0 receives the full trained weights;
+  every batch (node/trainer/shard.py), at the round's lr factor (every rank the
+  same, as rank 0 sends it); rank 0 receives the full trained weights;
 - ``_evaluate``: held-out loss, the windows split over the ranks;
 - ``_finish``: every rank writes the state hash of what it holds, then stops.
 
@@ -134,11 +135,13 @@ class RankedTrainer:
     # Rank 0 calls these from more than one thread (round r's exchange evaluates while round r+1
     # trains), and each is a sequence of collectives the other ranks mirror: one at a time, whole.
 
-    def train(self, theta: torch.Tensor, page_ids: list[int], seed: int, steps: int, deadline: float | None) -> tuple[float, torch.Tensor]:
-        """Train all ranks from θ; the mean loss and the trained weights (flat, CPU)."""
+    def train(
+        self, theta: torch.Tensor, page_ids: list[int], seed: int, steps: int, deadline: float | None, lr_factor: float = 1.0
+    ) -> tuple[float, torch.Tensor]:
+        """Train all ranks from θ at `lr_factor` times the peak lr; the mean loss and the trained weights (flat, CPU)."""
         with self._turn:
             self.load_everywhere(theta)
-            loss, trained = self._call("_train", page_ids, seed, steps, deadline)
+            loss, trained = self._call("_train", page_ids, seed, steps, deadline, float(lr_factor))
             self._held = None  # the models now hold the trained weights
             return loss, trained
 
@@ -198,8 +201,10 @@ class RankedTrainer:
         full = params.as_state_dict(self.module, theta) if self.group.rank == 0 else {}
         set_model_state_dict(self.model, full, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
 
-    def _train(self, page_ids: list[int], seed: int, steps: int, deadline: float | None) -> tuple[float, torch.Tensor | None]:
-        loss = self.trainer.train(self.corpus.pages(page_ids), steps, seed, deadline)
+    def _train(
+        self, page_ids: list[int], seed: int, steps: int, deadline: float | None, lr_factor: float = 1.0
+    ) -> tuple[float, torch.Tensor | None]:
+        loss = self.trainer.train(self.corpus.pages(page_ids), steps, seed, deadline, lr_factor)
         full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         return loss, (params.from_state_dict(full) if self.group.rank == 0 else None)
 
@@ -273,6 +278,6 @@ def serve_rank(spec, config, group: RankGroup) -> int:
     if config.torch_threads:
         torch.set_num_threads(config.torch_threads)
     data_dir = Path(config.data_dir)
-    corpus = open_corpus(spec.data, Path(config.corpus_cache or data_dir / "corpus"))
+    corpus = open_corpus(spec, Path(config.corpus_cache or data_dir / "corpus"))
     model = node_model(spec.model.preset, spec.model.seed, group.device, config.activation_checkpointing, spec.model.vocab_size)
     return RankedTrainer(group, model, spec.train, config.parallel, corpus, data_dir).serve()
