@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from node.audit.store import EVIDENCE, RECORDS, AuditError, AuditStore, record_path
-from node.outer.head_start import head_start
+from node.outer.head_start import head_lr, head_start
+from node.outer.optimizer import OuterOptimizer
 from node.trainer import params
 from node.trainer.model import build_model
 from node.verifier.checks import CheckInputs, Tolerances, run_checks
@@ -45,6 +46,7 @@ class Replayer:
     def __init__(self, store: AuditStore):
         self.store = store
         self.spec = store.spec()
+        self.outer = OuterOptimizer.from_spec(self.spec)  # with the run's plan: a head start's lr is its round's
         self.model = build_model(self.spec.model.preset, 0, vocab_size=self.spec.model.vocab_size)
         self.numel = params.numel(self.model)
         self.codec = get_codec(self.spec.codec.codec_spec())
@@ -99,7 +101,8 @@ class Replayer:
         checked = rec.metric("work_checked") == 1.0
         start = base.theta
         if rec.head_start:  # None: the verifier could not get the head the subject named (no blob is held)
-            start = None if rec.metric("head_unknown") == 1.0 else head_start(base.theta, self._decode(rec.head_start), self.spec.outer.lr)
+            lr = head_lr(self.outer, rec.round)
+            start = None if rec.metric("head_unknown") == 1.0 else head_start(base.theta, self._decode(rec.head_start), lr)
         return CheckInputs(
             theta=base.theta,
             start=start,

@@ -8,6 +8,9 @@ update it holds, and trains from there (the "eager" outer step of Kale et al.,
 arXiv 2502.12996, taken with the published payload so that anyone can rebuild
 the start). Measured against the sequential round and a plain one-round delay
 in benchmarks/efficiency.py (docs/DESIGN.md §3).
+
+The step stands in for round r-1's outer step, so it takes round r-1's outer
+lr under the run's plan (`head_lr`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from node.outer.optimizer import OuterOptimizer
 
 
 @dataclass(frozen=True)
@@ -30,3 +35,9 @@ def head_start(theta: torch.Tensor, own_update: torch.Tensor, outer_lr: float) -
     """The state a node trains from: θ − lr · its decoded payload, in float32 on the CPU, so the
     node, every verifier and an auditor compute the same bits."""
     return theta.to("cpu", torch.float32) - outer_lr * own_update.to("cpu", torch.float32)
+
+
+def head_lr(outer: OuterOptimizer, round_: int) -> float:
+    """The lr of round `round_`'s head start: the payload is the guess of round r-1's outer step,
+    so it is stepped with round r-1's lr (a head exists from round 1 on; round 0 reads round 0's)."""
+    return outer.lr_at(max(0, round_ - 1))

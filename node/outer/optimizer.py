@@ -7,14 +7,23 @@ compression benchmark compares against.
 
 The swarm's shared state is the pair (θ, momentum), both flat float32 CPU
 vectors, so that every node holds and hashes exactly the same bytes.
+
+The outer step of round r takes the lr ``lr * plan.outer_factor(r)``: the run's
+learning-rate plan (protocol/plan.py), a function of the round alone.
 """
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
+
+from protocol.plan import PlanSpec
+
+if TYPE_CHECKING:
+    from node.config import RunSpec
 
 
 @dataclass
@@ -45,13 +54,25 @@ class OuterOptimizer:
     lr: float = 0.7
     momentum: float = 0.9
     nesterov: bool = True
+    plan: PlanSpec = field(default_factory=PlanSpec)  # the run's plan: no plan, the peak lr every round
 
-    def step(self, state: OuterState, pseudo_gradient: torch.Tensor) -> None:
-        """m <- mu m + g;  θ <- θ - lr (g + mu m)  (Nesterov) or θ - lr m."""
+    @classmethod
+    def from_spec(cls, spec: RunSpec) -> OuterOptimizer:
+        """The run's outer optimizer: [outer] and the [plan]'s outer curve (every node of a run uses the same one)."""
+        return cls(lr=spec.outer.lr, momentum=spec.outer.momentum, nesterov=spec.outer.nesterov, plan=spec.plan)
+
+    def lr_at(self, round_: int) -> float:
+        """The lr of round `round_`'s outer step: the same number on every node, verifier and auditor."""
+        return self.lr * self.plan.outer_factor(round_)
+
+    def step(self, state: OuterState, pseudo_gradient: torch.Tensor, round_: int | None = None) -> None:
+        """m <- mu m + g;  θ <- θ - lr (g + mu m)  (Nesterov) or θ - lr m, with round `round_`'s lr
+        (None: the peak lr, for callers outside a run's rounds such as the benchmarks)."""
+        lr = self.lr if round_ is None else self.lr_at(round_)
         g = pseudo_gradient.to("cpu", torch.float32)
         state.momentum.mul_(self.momentum).add_(g)
         if self.nesterov:
             update = g.add(state.momentum, alpha=self.momentum)
         else:
             update = state.momentum
-        state.theta.sub_(update, alpha=self.lr)
+        state.theta.sub_(update, alpha=lr)

@@ -52,7 +52,7 @@ async def sign_manifest(
     board: Board, r: int, base: Base, collected: Collected, entries: tuple[ManifestEntry, ...], outer: OuterOptimizer
 ) -> Signed:
     vectors = [collected.vectors[e.hotkey] for e in entries]
-    result = await asyncio.to_thread(next_state, outer, base.state, vectors, [e.weight for e in entries])
+    result = await asyncio.to_thread(next_state, outer, base.state, vectors, [e.weight for e in entries], r)
     manifest = RoundManifest(
         run_id=board.run_id,
         round=r,

@@ -4,6 +4,10 @@ The Worker is the honest node's work. Its hooks (which pages, which start
 state, which update) are the only places a node's own choices enter a round,
 so the devnet's cheaters are Workers with one hook changed, and the product's
 round never names them.
+
+The run's plan (protocol/plan.py) enters by the round number alone: round r
+trains at the inner factor of r, and its head start takes round r-1's outer lr
+(node/outer/head_start.py), so a restarted node trains as if it never stopped.
 """
 
 from __future__ import annotations
@@ -17,8 +21,8 @@ import torch
 
 from node.config import RunSpec
 from node.data.corpus import Corpus
-from node.outer.head_start import Head, head_start
-from node.outer.optimizer import OuterState
+from node.outer.head_start import Head, head_lr, head_start
+from node.outer.optimizer import OuterOptimizer, OuterState
 from node.round.states import Base
 from node.trainer import params
 from node.trainer.distributed import RankedTrainer
@@ -82,9 +86,10 @@ class Worker:
         if time.time() >= deadlines.train_end:
             return None
         started = time.time()
-        start = (
-            base.state if head is None else OuterState(head_start(base.state.theta, head.vector, self.spec.outer.lr), base.state.momentum)
-        )
+        start = base.state
+        if head is not None:
+            lr = head_lr(OuterOptimizer.from_spec(self.spec), r)
+            start = OuterState(head_start(base.state.theta, head.vector, lr), base.state.momentum)
         loss, payload, first = await asyncio.to_thread(self.train_and_compress, r, start, deadlines.train_end)
         steps, trainer = self.trainer.last_steps, self.trainer
         return Work(
@@ -107,13 +112,13 @@ class Worker:
         )
         seed = train_seed(self.run_id, r, self.hotkey)
         tokens = self.corpus.pages(pages)
-        train = self.spec.train
+        train, factor = self.spec.train, self.spec.plan.inner_factor(r)  # the round's alone: no count of rounds run here
         params.load_flat(self.model, theta)
         first = tuple(row_losses(self.model, first_batch(tokens, train.batch_size, train.seq_len, seed), self.device))
         if self.ranked is None:
-            loss, delta = local_delta(self.model, self.trainer, theta, tokens, self.steps(), seed, deadline)
+            loss, delta = local_delta(self.model, self.trainer, theta, tokens, self.steps(), seed, deadline, factor)
         else:  # every rank trains on its rows of the same batches; rank 0 gets the result
-            loss, trained = self.ranked.train(source.theta, pages, seed, self.steps(), deadline)
+            loss, trained = self.ranked.train(source.theta, pages, seed, self.steps(), deadline, factor)
             delta = theta - trained.to(self.device)
         return loss, self.feedback.step(self.update(delta, r), self.codec, beta=self.spec.codec.error_feedback_beta), first
 
@@ -137,9 +142,16 @@ class Worker:
 
 
 def local_delta(
-    model: torch.nn.Module, trainer: InnerTrainer, theta: torch.Tensor, pages: list, steps: int, seed: int, deadline: float | None = None
+    model: torch.nn.Module,
+    trainer: InnerTrainer,
+    theta: torch.Tensor,
+    pages: list,
+    steps: int,
+    seed: int,
+    deadline: float | None = None,
+    lr_factor: float = 1.0,
 ) -> tuple[float, torch.Tensor]:
-    """Load θ into `model`, run the inner loop, and return (mean loss, Δ = θ - θ_local)."""
+    """Load θ into `model`, run the inner loop at `lr_factor` of the peak lr, and return (mean loss, Δ = θ - θ_local)."""
     params.load_flat(model, theta)
-    loss = trainer.train(pages, steps=steps, seed=seed, deadline=deadline)
+    loss = trainer.train(pages, steps=steps, seed=seed, deadline=deadline, lr_factor=lr_factor)
     return loss, theta - params.flatten(model)

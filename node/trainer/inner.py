@@ -3,7 +3,9 @@
 The AdamW state persists across rounds (DiLoCo keeps the inner optimizer
 state).  Batches are random windows of ``seq_len + 1`` tokens cut from the
 given pages, chosen by a ``torch.Generator`` seeded by the caller, so a round
-is reproducible from (weights, optimizer state, pages, seed).  ``eval_loss``
+is reproducible from (weights, optimizer state, pages, seed, lr factor).  The
+caller passes the round's factor of the run's plan (protocol/plan.py) to
+``train``: a fresh optimizer's ``warmup_steps`` ramp is multiplied by it.  ``eval_loss``
 uses fixed non-overlapping windows and is deterministic.
 
 bf16 autocast is used on CUDA only; CPU runs in float32.
@@ -154,20 +156,23 @@ class InnerTrainer:
             shard=shard,
         )
 
-    def _lr_at(self, step: int) -> float:
+    def _lr_at(self, step: int, factor: float = 1.0) -> float:
         if self.warmup_steps and step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        return self.lr
+            return self.lr * factor * (step + 1) / self.warmup_steps
+        return self.lr * factor
 
-    def train(self, pages: Sequence[np.ndarray], steps: int, seed: int, deadline: float | None = None) -> float:
+    def train(self, pages: Sequence[np.ndarray], steps: int, seed: int, deadline: float | None = None, lr_factor: float = 1.0) -> float:
         """Run ``steps`` AdamW steps on random windows of ``pages``; return the mean training loss.
 
+        The peak lr of these steps is ``lr * lr_factor``: the round's factor of the run's plan.
         With a ``deadline`` (wall-clock seconds) it stops early once that time has
         passed, so a slow machine still publishes its partial work within the round;
         ``last_steps`` tells how many steps ran.
         """
         if steps <= 0:
             raise ValueError("steps must be positive")
+        if not lr_factor >= 0.0:
+            raise ValueError("lr_factor must not be negative")
         pages = _check_pages(pages, self.seq_len)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(seed))
@@ -185,7 +190,7 @@ class InnerTrainer:
                 if self.shard is not None:
                     batch = batch[self.shard.rows(self.batch_size)]
                 batch = batch.to(self.device, non_blocking=True)
-                lr = self._lr_at(self.step_count)
+                lr = self._lr_at(self.step_count, lr_factor)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
                 with _autocast(self.device):

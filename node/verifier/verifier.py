@@ -22,8 +22,8 @@ import torch
 from node.audit.store import AuditStore
 from node.config import ModelSpec, TrainSpec
 from node.data.corpus import Corpus
-from node.outer.head_start import Head, head_start
-from node.outer.optimizer import OuterState
+from node.outer.head_start import Head, head_lr, head_start
+from node.outer.optimizer import OuterOptimizer, OuterState
 from node.trainer.model import build_model
 from node.verifier.alignment import Gradients
 from node.verifier.checks import CheckInputs, CheckResult, Tolerances, log_alignment, run_checks
@@ -83,7 +83,7 @@ class Verifier:
         eval_pages: frozenset[int],
         pages_per_round: int,
         train: TrainSpec,
-        outer_lr: float,
+        outer: OuterOptimizer,  # the run's: a head start is rebuilt with the lr of the round it stands for
         store: AuditStore,
         settings: VerifierSettings,
     ):
@@ -94,7 +94,7 @@ class Verifier:
         self.eval_pages = eval_pages
         self.pages_per_round = pages_per_round
         self.train = train
-        self.outer_lr = outer_lr
+        self.outer = outer
         self.store = store
         self.settings = settings
         self.model = build_model(model.preset, 0, vocab_size=model.vocab_size)  # scratch space: weights are overwritten per check
@@ -131,7 +131,7 @@ class Verifier:
         windows = control_windows(self.corpus.pages(control), self.train.seq_len, Draw(self.run_id, round_, self.hotkey, beacon, ""))
         grads = Gradients(self.model, base.theta)
         evidence = {h: scores.evidence(h, round_, self.settings.evidence_rounds, MAX_EVIDENCE) for h in subjects}
-        starts = {h: self._start(base, grads, contributions[h]) for h in subjects}  # once a round: screen and work check share it
+        starts = {h: self._start(round_, base, grads, contributions[h]) for h in subjects}  # once a round: screen and work check share it
         shared = RoundInputs(round_, base, base_hash, beacon, contributions, previous, control, windows, grads, evidence, starts)
         screened = {s: self._check(shared, s, scores, work=False) for s in subjects}
         passed = [s for s in subjects if screened[s].verdict == "pass"]
@@ -182,15 +182,15 @@ class Verifier:
             prior_work=tuple(e.work_z for e in evidence),
         )
 
-    def _start(self, base: OuterState, grads: Gradients, contribution: Contribution) -> Gradients | None:
-        """The memo at what the subject trained from: θ's own, or one at θ after the head start its
-        meta names (None when that is not a payload the subject announced the round before)."""
+    def _start(self, round_: int, base: OuterState, grads: Gradients, contribution: Contribution) -> Gradients | None:
+        """The memo at what the subject trained from in `round_`: θ's own, or one at θ after the head start
+        its meta names (None when that is not a payload the subject announced the round before)."""
         if not contribution.meta.head_start:
             return grads
         head = contribution.head
         if head is None or head.digest != contribution.meta.head_start:
             return None
-        return Gradients(self.model, head_start(base.theta, head.vector, self.outer_lr))
+        return Gradients(self.model, head_start(base.theta, head.vector, head_lr(self.outer, round_)))
 
     def _check(self, shared: RoundInputs, subject: str, scores: Scoreboard, work: bool) -> CheckResult:
         inputs = self._inputs(shared, subject, scores, work)
