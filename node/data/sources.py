@@ -17,7 +17,7 @@ import sysconfig
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from node.config import RunSpec
+from node.config import DataSpec, RunSpec
 from node.data.build import build_corpus
 from node.data.corpus import Corpus, CorpusError, canonical_json
 from node.data.tokenizer import TextTokenizer, open_tokenizer
@@ -51,8 +51,21 @@ def _stat(files: list[Path]) -> list[list]:
     return [[os.fspath(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
+def _rows(rows: Iterable[dict], where: str) -> Iterator[dict]:
+    """The rows, a reader's failure (a malformed line, a truncated file) turned into a clear error."""
+    iterator = iter(rows)
+    while True:
+        try:
+            row = next(iterator)
+        except StopIteration:
+            return
+        except Exception as e:
+            raise CorpusError(f"{where}: cannot read the documents: {type(e).__name__}: {e}") from None
+        yield row
+
+
 def _texts(rows: Iterable[dict], field: str, where: str) -> Iterator[str]:
-    for number, row in enumerate(rows):
+    for number, row in enumerate(_rows(rows, where)):
         if field not in row:
             raise CorpusError(
                 f"{where}: document {number} has no field {field!r} (its fields: {', '.join(sorted(row))}); set [data] text_field"
@@ -68,30 +81,37 @@ def _stdlib_documents(files: list[Path]) -> Iterator[str]:
         yield f.read_bytes().decode("utf-8", "replace")
 
 
+def _dataset_texts(data: DataSpec, files: list[Path]) -> Iterator[str]:
+    """Opened on the first document only, so that a node whose corpus is cached never reaches the hub."""
+    from datasets import load_dataset
+
+    try:
+        if files:
+            builder = BUILDERS[files[0].suffix]
+            options = {"sample_by": "document"} if builder == "text" else {}
+            rows = load_dataset(builder, data_files=[str(f) for f in files], split="train", streaming=True, **options)
+        else:
+            rows = load_dataset(data.path, revision=data.revision or None, split=data.split, streaming=True)
+    except Exception as e:  # offline, unknown dataset or split, unreadable files: say which and why
+        where = data.path if files else f"the Hugging Face dataset {data.path!r} ({data.split}, {data.revision or 'latest'})"
+        raise CorpusError(f"cannot open {where}: {e}") from None
+    yield from _texts(rows, data.text_field, data.path)
+
+
 def documents(spec: RunSpec) -> tuple[str, Iterator[str], dict]:
     """The source's name, its documents in order, and what identifies its content for the build cache."""
     data = spec.data
     if data.source == "stdlib":
         files = stdlib_files()
         name, docs, identity = STDLIB_NAME, _stdlib_documents(files), {"files": _stat(files)}
+    elif data.source == "files":
+        files = matched_files(data.path)
+        if not any(f.stat().st_size for f in files):
+            raise CorpusError(f"[data] path {data.path!r}: its files are empty (0 documents)")
+        name, docs, identity = Path(data.path).stem.strip("*") or "files", _dataset_texts(data, files), {"files": _stat(files)}
     else:
-        from datasets import load_dataset
-
-        if data.source == "files":
-            files = matched_files(data.path)
-            builder = BUILDERS[files[0].suffix]
-            options = {"sample_by": "document"} if builder == "text" else {}
-            rows = load_dataset(builder, data_files=[str(f) for f in files], split="train", streaming=True, **options)
-            name, identity = Path(data.path).stem.strip("*") or "files", {"files": _stat(files)}
-        else:
-            try:
-                rows = load_dataset(data.path, revision=data.revision or None, split=data.split, streaming=True)
-            except Exception as e:  # offline, unknown dataset or split: say which and why
-                raise CorpusError(
-                    f"cannot open the Hugging Face dataset {data.path!r} ({data.split}, {data.revision or 'latest'}): {e}"
-                ) from None
-            name, identity = data.path.rstrip("/").rsplit("/", 1)[-1], {"revision": data.revision, "split": data.split}
-        docs = _texts(rows, data.text_field, data.path)
+        name = data.path.rstrip("/").rsplit("/", 1)[-1]
+        docs, identity = _dataset_texts(data, []), {"revision": data.revision, "split": data.split}
     if data.max_documents:
         docs = itertools.islice(docs, data.max_documents)
     identity |= {"source": data.source, "path": data.path, "field": data.text_field, "max": data.max_documents}

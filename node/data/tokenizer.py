@@ -56,8 +56,7 @@ class TextTokenizer:
 
     @property
     def dtype(self) -> np.dtype:
-        """The page token type: uint16 while every id fits, else uint32."""
-        return np.dtype(np.uint16) if self.vocab_size <= 1 << 16 else np.dtype(np.uint32)
+        return token_dtype(self.vocab_size)
 
     def encode_documents(self, texts: list[str]) -> list[np.ndarray]:
         """Each document's ids followed by its end (EOS, or the blank line of byte level)."""
@@ -66,6 +65,11 @@ class TextTokenizer:
         encoded = self.hf.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
         end = [self.eos_id] if self.eos_id is not None else self.hf.backend_tokenizer.encode("\n\n", add_special_tokens=False).ids
         return [np.asarray(e.ids + end, dtype=self.dtype) for e in encoded]
+
+
+def token_dtype(vocab_size: int) -> np.dtype:
+    """The page token type of a vocabulary: uint16 while every id fits, else uint32 (little-endian on disk)."""
+    return np.dtype("<u2") if vocab_size <= 1 << 16 else np.dtype("<u4")
 
 
 def byte_tokenizer() -> PreTrainedTokenizerFast:
@@ -140,7 +144,9 @@ def open_tokenizer(name: str, digest: str, vocab_size: int) -> TextTokenizer:
     """The run's tokenizer, refusing one whose files or vocabulary differ from what the spec pins."""
     tokenizer = load_tokenizer(name)
     if name != BYTE and not digest:
-        raise TokenizerError(f'the run does not pin its tokenizer: set [model] tokenizer_digest = "{tokenizer.digest}" if these are its files')
+        raise TokenizerError(
+            f'the run does not pin its tokenizer: set [model] tokenizer_digest = "{tokenizer.digest}" if these are its files'
+        )
     if name != BYTE and tokenizer.digest != digest:
         raise TokenizerError(
             f"tokenizer {name!r} has digest {tokenizer.digest}, the run pins {digest}: this node's tokenizer files differ from the run's"
