@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from node.audit.store import EVIDENCE, RECORDS, AuditError, AuditStore, record_path
+from node.data.tokenizer import token_dtype
 from node.outer.head_start import head_lr, head_start
 from node.outer.optimizer import OuterOptimizer
 from node.trainer import params
@@ -92,7 +93,7 @@ class Replayer:
         subject's public training seed and the record's beacon, not taken from the record."""
         t = self.spec.train
         base = self.store.state(rec.base_state_hash, self.numel)
-        pages = [np.frombuffer(self.store.blob(d), dtype=np.uint8) for d in rec.page_digests]
+        pages = [np.frombuffer(self.store.blob(d), dtype=token_dtype(self.spec.model.vocab_size)) for d in rec.page_digests]
         assigned, control = pages[: len(rec.assigned_pages)], pages[len(rec.assigned_pages) :]
         seed = train_seed(rec.run_id, rec.round, rec.subject)
         draw = Draw(rec.run_id, rec.round, rec.hotkey, rec.beacon, rec.subject)
