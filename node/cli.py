@@ -238,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--state", required=True, help="a checkpoint file, e.g. <data_dir>/state.safetensors")
     export.add_argument("--out", required=True, help="the folder to create")
     export.set_defaults(func=cmd_export)
+    from node.commands import run as run_command
+
+    run_command.add_parser(sub)
 
     for command in entry_points(group="gradswarm.commands"):  # e.g. `demo`, from the devnet package
         command.load()(sub)
