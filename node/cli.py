@@ -241,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     from node.commands import run as run_command
 
     run_command.add_parser(sub)
+    from node.commands import devchain as devchain_command
+
+    devchain_command.add_parser(sub)
 
     for command in entry_points(group="gradswarm.commands"):  # e.g. `demo`, from the devnet package
         command.load()(sub)

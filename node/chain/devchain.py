@@ -72,9 +72,15 @@ class DevChain(DevFile):
         block_time: float = 1.0,
         max_validators: int = 64,
         netuid: int = 1,
+        genesis_time: float | None = None,
     ) -> DevChain:
-        """Create a fresh chain whose genesis is now; refuse an existing path
-        (even against a concurrent creator: see :func:`devfile.create`)."""
+        """Create a fresh chain whose genesis is ``genesis_time`` (unix seconds;
+        default now); refuse an existing path (even against a concurrent
+        creator: see :func:`devfile.create`)."""
+        if genesis_time is None:
+            genesis_time = time.time()
+        if not (isinstance(genesis_time, (int, float)) and math.isfinite(genesis_time) and genesis_time >= 0):
+            raise ValueError(f"genesis_time must be a unix time >= 0, got {genesis_time!r}")
         if not (math.isfinite(block_time) and block_time > 0):
             raise ValueError(f"block_time must be a positive number of seconds, got {block_time!r}")
         if operator.index(max_validators) < 1:
@@ -82,7 +88,7 @@ class DevChain(DevFile):
         if operator.index(netuid) < 0:
             raise ValueError(f"netuid must be >= 0, got {netuid!r}")
         path = Path(path)
-        devfile.create(path, genesis_time=time.time(), block_time=block_time, max_validators=max_validators, netuid=netuid)
+        devfile.create(path, genesis_time=float(genesis_time), block_time=block_time, max_validators=max_validators, netuid=netuid)
         return cls(path)
 
     # ChainView -------------------------------------------------------------
@@ -129,7 +135,7 @@ class DevChain(DevFile):
         42) sr25519-sized addresses are accepted, so one key cannot hold two
         uids under two spellings.
         """
-        _check_address(hotkey)
+        check_address(hotkey)
         uid = self.query(devfile.register, hotkey, write=True)
         self._guard.invalidate()
         return uid
@@ -144,7 +150,8 @@ class DevChain(DevFile):
         self._guard.invalidate()
 
 
-def _check_address(hotkey: str) -> None:
+def check_address(hotkey: str) -> None:
+    """Refuse anything but a canonical (format 42) ss58 sr25519 address, with ChainError."""
     if not isinstance(hotkey, str):
         raise ChainError(f"hotkey must be an ss58 address string, got {type(hotkey).__name__}")
     try:

@@ -105,6 +105,8 @@ class DevFile:
         try:
             row = self.query(header)
         except ChainError as e:
+            if _missing(self._path):
+                raise ChainError(f"no dev chain at {self._path}; create it with `gradswarm devchain init --path {self._path}`") from e
             raise ChainError(f"{self._path} is not a readable dev chain: {e}") from e
         if row is None or row[0] != FORMAT:
             raise ChainError(f"{self._path} is not a {FORMAT} file")
@@ -133,6 +135,11 @@ class DevFile:
     @property
     def netuid(self) -> int:
         return self._netuid
+
+    @property
+    def max_validators(self) -> int:
+        """How many of the top stakers hold a validator permit."""
+        return self._max_validators
 
     def query(self, query: Callable[..., T], *args: Any, write: bool = False) -> T:
         """``query(conn, *args)`` in a transaction of its own."""
@@ -168,6 +175,17 @@ class DevFile:
             raise ChainError(f"dev chain {self._path}: {e}") from e
         finally:
             conn.close()
+
+
+def _missing(path: Path) -> bool:
+    """Whether nothing at all is at ``path`` (an unreadable folder is not "missing")."""
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 # Reads -----------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Sub-commands of `gradswarm` that live in modules of their own."""
