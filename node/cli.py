@@ -151,24 +151,6 @@ def cmd_audit_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from node.checkpoint.export import export_state
-    from node.checkpoint.state import load_checkpoint
-    from node.config import load_run_file
-    from node.trainer import params
-    from node.trainer.model import build_model
-
-    spec, _ = load_run_file(Path(args.config))
-    numel = params.numel(build_model(spec.model.preset, spec.model.seed, vocab_size=spec.model.vocab_size))
-    saved = load_checkpoint(Path(args.state), numel)
-    if saved is None:
-        print(f"error: no checkpoint at {args.state}", file=sys.stderr)
-        return 2
-    out = export_state(spec, saved[0], saved[1], Path(args.out))
-    print(f"exported the state of round {saved[1]} ({saved[0].state_hash().hex()[:16]}) to {out}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradswarm", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -233,11 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--store", required=True, help="local audit folder to fill")
     fetch.set_defaults(func=cmd_audit_fetch)
 
-    export = sub.add_parser("export", help="write a state as a Hugging Face model folder (transformers loads it as it is)")
-    export.add_argument("--config", required=True, help="the run.toml the state belongs to (its preset, name, run id)")
-    export.add_argument("--state", required=True, help="a checkpoint file, e.g. <data_dir>/state.safetensors")
-    export.add_argument("--out", required=True, help="the folder to create")
-    export.set_defaults(func=cmd_export)
+    from node.commands import export as export_command
+    from node.commands import sample as sample_command
+
+    export_command.add_parser(sub)
+    sample_command.add_parser(sub)
     from node.commands import run as run_command
 
     run_command.add_parser(sub)

@@ -33,6 +33,7 @@ CHUNK = 1 << 16
 R = TypeVar("R")
 BlobLookup = Callable[[str, bytes], Awaitable[bytes | None]]
 PeerCheck = Callable[[bytes], Awaitable[bool]]  # peer id bytes -> may it use this stream
+Progress = Callable[[int, int], None]  # (announced size, bytes just received)
 
 
 class TransferError(Exception):
@@ -79,8 +80,14 @@ async def serve_requests(
     await p2p.add_binary_stream_handler(name, handle)
 
 
-async def ask(p2p: P2P, peer_id: PeerID, name: str, request: object, max_bytes: int, timeout: float = 60.0) -> bytes:
-    """The answer of `peer_id` to `request` on stream `name`, at most `max_bytes`."""
+async def ask(
+    p2p: P2P, peer_id: PeerID, name: str, request: object, max_bytes: int, timeout: float = 60.0, progress: Progress | None = None
+) -> bytes:
+    """The answer of `peer_id` to `request` on stream `name`, at most `max_bytes`.
+
+    With `progress`, it is called with the announced size once the reply's
+    header is in, then with each chunk's length as it arrives.
+    """
     raw = wire.encode(request)
     what = f"{wire.type_name_of(type(request))} to {peer_id}"
 
@@ -97,7 +104,14 @@ async def ask(p2p: P2P, peer_id: PeerID, name: str, request: object, max_bytes: 
                 raise TransferError(f"{peer_id} answered with unknown status {status}")
             if size > max_bytes:
                 raise TransferError(f"{peer_id} offers {size} bytes, limit is {max_bytes}")
-            return await reader.readexactly(size)
+            if progress is None:
+                return await reader.readexactly(size)
+            progress(size, 0)
+            chunks = []
+            for offset in range(0, size, CHUNK):
+                chunks.append(await reader.readexactly(min(CHUNK, size - offset)))
+                progress(size, len(chunks[-1]))
+            return b"".join(chunks)
         finally:
             writer.close()
 
@@ -120,7 +134,16 @@ async def serve(p2p: P2P, run_id: bytes, lookup: BlobLookup, allow: PeerCheck | 
     await serve_requests(p2p, stream_name(run_id), FetchRequest, answer, allow)
 
 
-async def fetch(p2p: P2P, peer_id: PeerID, run_id: bytes, kind: str, digest: bytes, max_bytes: int, timeout: float = 60.0) -> bytes:
+async def fetch(
+    p2p: P2P,
+    peer_id: PeerID,
+    run_id: bytes,
+    kind: str,
+    digest: bytes,
+    max_bytes: int,
+    timeout: float = 60.0,
+    progress: Progress | None = None,
+) -> bytes:
     """Bytes for (kind, digest) from `peer_id`, at most `max_bytes`; the hash is the caller's to check."""
     request = FetchRequest(run_id=run_id, kind=kind, digest=digest)
-    return await ask(p2p, peer_id, stream_name(run_id), request, max_bytes, timeout)
+    return await ask(p2p, peer_id, stream_name(run_id), request, max_bytes, timeout, progress)
