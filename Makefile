@@ -7,7 +7,7 @@ PEERS ?= 3
 ROUNDS ?= 12
 OUT ?= demo-out
 
-.PHONY: demo test test-unit test-integration test-slow lint bench-efficiency clean
+.PHONY: demo test test-unit test-integration test-slow lint bench-efficiency bench-data clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,12 @@ test-slow: $(VENV)/.installed
 bench-efficiency: $(VENV)/.installed
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
 	$(PY) benchmarks/efficiency.py
+
+# A 250M-token corpus from the installed packages' source: build rates, and a node's peak RSS on it against
+# the stdlib corpus: about 15 min on 2 cores. Writes benchmarks/results/data_scale.{json,png}.
+bench-data: $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[bench]'
+	$(PY) benchmarks/data_scale.py
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .

@@ -10,6 +10,11 @@ import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from node.commands import data as data_command
+from node.commands import devchain as devchain_command
+from node.commands import export as export_command
+from node.commands import run as run_command
+from node.commands import sample as sample_command
 from node.config import ConfigError, NodeConfig, RunSpec
 
 
@@ -215,17 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--store", required=True, help="local audit folder to fill")
     fetch.set_defaults(func=cmd_audit_fetch)
 
-    from node.commands import export as export_command
-    from node.commands import sample as sample_command
-
-    export_command.add_parser(sub)
-    sample_command.add_parser(sub)
-    from node.commands import run as run_command
-
-    run_command.add_parser(sub)
-    from node.commands import devchain as devchain_command
-
-    devchain_command.add_parser(sub)
+    for command in (run_command, data_command, devchain_command, export_command, sample_command):
+        command.add_parser(sub)
 
     for command in entry_points(group="gradswarm.commands"):  # e.g. `demo`, from the devnet package
         command.load()(sub)

@@ -181,7 +181,7 @@ class SwarmNode:
         await asyncio.to_thread(self.setup)
         await self.swarm.start(self.serve)
         watch_memory = asyncio.create_task(self.memory.watch(), name="peak-rss")
-        await serve_audit(self.swarm.p2p, self.audit)
+        await serve_audit(self.swarm.p2p, self.audit, self.states.serialized)
         log.info("node %s peer %s listening on %s", self.hotkey, self.swarm.peer_id.hex()[:16], self.swarm.visible_maddrs())
         running: set[asyncio.Task] = set()
         try:

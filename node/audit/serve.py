@@ -8,6 +8,7 @@ each record with every input it names.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import msgpack
 from hivemind.p2p import P2P
@@ -24,7 +25,9 @@ def encode_index(digests: list[bytes]) -> bytes:
     return msgpack.packb(digests[:MAX_INDEX_ENTRIES], use_bin_type=True)
 
 
-async def serve_audit(p2p: P2P, store: AuditStore) -> None:
+async def serve_audit(p2p: P2P, store: AuditStore, held: Callable[[bytes], Awaitable[bytes | None]]) -> None:
+    """`held` answers for the states the node holds now (not yet in its audit store): what an exporter fetches."""
+
     def read(request: AuditRequest) -> bytes | None:
         root = store.root
         if request.kind == "spec":
@@ -47,6 +50,9 @@ async def serve_audit(p2p: P2P, store: AuditStore) -> None:
             return None
 
     async def answer(request: AuditRequest) -> bytes | None:
-        return await asyncio.to_thread(read, request)
+        data = await asyncio.to_thread(read, request)
+        if data is None and request.kind == "state":
+            data = await held(request.digest)
+        return data
 
     await serve_requests(p2p, STREAM, AuditRequest, answer)

@@ -25,6 +25,11 @@ class StateError(ValueError):
     """Bytes that are not a state of this run's model."""
 
 
+def manifest_path(state_path: Path) -> Path:
+    """Where a checkpoint keeps the signed manifest that vouches for it (node/round/finish.py)."""
+    return state_path.with_suffix(".manifest")
+
+
 def max_state_bytes(numel: int) -> int:
     return 2 * 4 * numel + HEADER_ALLOWANCE
 

@@ -24,12 +24,14 @@ from pathlib import Path
 from tqdm import tqdm
 
 from node.checkpoint.export import export_state, vouching_manifest
-from node.checkpoint.state import load_checkpoint
+from node.checkpoint.state import load_checkpoint, manifest_path
 from node.config import RunSpec, load_run_file
 from node.outer.optimizer import OuterState
 from node.trainer import params
 from node.trainer.model import build_model
+from protocol import wire
 from protocol.messages import RoundManifest
+from protocol.wire import ProtocolError
 
 _HASH = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -71,8 +73,10 @@ async def _open(spec: RunSpec, numel: int, state_arg: str, maddrs: list[str], pr
     saved = None if fetching else load_checkpoint(Path(state_arg), numel)
     if not fetching and saved is None:
         raise FileNotFoundError(f"no checkpoint at {state_arg} (and it is not a state hash of 64 hex digits)")
-    if saved is not None and not maddrs:
-        return Opened(saved[0], saved[1], None, state_arg)  # nobody to ask for a manifest
+    if saved is not None:
+        kept = vouching_manifest(_kept_manifest(Path(state_arg)), spec.run_id, saved[0].state_hash())
+        if kept is not None or not maddrs:  # the node kept the manifest beside the checkpoint, or nobody to ask
+            return Opened(saved[0], saved[1], kept, state_arg)
     try:
         outside = await Outside.connect(maddrs)
     except NotHeld as e:
@@ -89,6 +93,14 @@ async def _open(spec: RunSpec, numel: int, state_arg: str, maddrs: list[str], pr
         return Opened(state, round_, manifest, source)
     finally:
         await outside.close()
+
+
+def _kept_manifest(state_path: Path) -> list[RoundManifest]:
+    """The manifest a node saved beside its checkpoint (node/round/finish.py), if it parses; checked by the caller."""
+    try:
+        return [wire.decode(manifest_path(state_path).read_bytes(), RoundManifest)]
+    except (OSError, ProtocolError):
+        return []
 
 
 def _bar(enabled: bool):

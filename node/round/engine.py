@@ -136,7 +136,7 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
     if (r + 1) % node.config.weights_every == 0:
         await asyncio.to_thread(finish.set_weights, node.chain, node.keypair, node.scores)
     if states.round == r + 1 and (r + 1) % node.config.checkpoint_every == 0:
-        await asyncio.to_thread(finish.save_state, node.files, states)
+        await asyncio.to_thread(finish.save_state, node.files, states, manifest)
     report.t_end = time.time()
     log.info("round %d: %s", r, report.to_json())
     report.append_to(node.files.rounds)

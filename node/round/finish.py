@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.chain import ChainError, ChainView
-from node.checkpoint.state import save_checkpoint, save_feedback, save_inner
+from node.checkpoint.state import manifest_path, save_checkpoint, save_feedback, save_inner
+from node.fsutil import atomic_write
 from node.memory import PeakRss
 from node.round.report import RoundReport
 from node.round.states import StateBook
@@ -23,7 +24,9 @@ from node.swarm.swarm import Swarm
 from node.trainer.distributed import RankedTrainer
 from node.trainer.inner import InnerTrainer
 from node.verifier.scores import Scoreboard
+from protocol import wire
 from protocol.compression import ErrorFeedback
+from protocol.messages import RoundManifest
 from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -71,8 +74,13 @@ class LocalFiles:
         return self.data_dir / "rounds.jsonl"
 
 
-def save_state(files: LocalFiles, states: StateBook) -> None:
+def save_state(files: LocalFiles, states: StateBook, manifest: RoundManifest | None) -> None:
+    """θ, and beside it the signed manifest whose result it is: what `gradswarm export` puts in the model card."""
     save_checkpoint(files.state, states.state, states.round)
+    if manifest is not None and manifest.result_state_hash == states.hash:
+        atomic_write(manifest_path(files.state), wire.encode(manifest))
+    else:
+        manifest_path(files.state).unlink(missing_ok=True)
 
 
 def save_private(files: LocalFiles, feedback: ErrorFeedback, trainer: InnerTrainer, ranked: RankedTrainer | None) -> None:

@@ -8,6 +8,7 @@ from node.audit.fetch import fetch_audit
 from node.audit.replay import Replayer
 from node.audit.serve import serve_audit
 from node.audit.store import AuditStore
+from tests.support.swarm import no_states
 
 
 def test_audit_fetch_over_p2p_then_replay(audit_store, tmp_path):
@@ -16,7 +17,7 @@ def test_audit_fetch_over_p2p_then_replay(audit_store, tmp_path):
     async def scenario():
         server = await P2P.create(host_maddrs=["/ip4/127.0.0.1/tcp/0"])
         try:
-            await serve_audit(server, audit_store)
+            await serve_audit(server, audit_store, no_states)
             maddr = str((await server.get_visible_maddrs())[0])
             count = await fetch_audit(maddr, 0, 3, tmp_path / "fetched")
             assert count == 3

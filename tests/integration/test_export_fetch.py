@@ -19,7 +19,7 @@ from node.trainer import params
 from node.trainer.model import build_model
 from protocol import signing
 from protocol.messages import ManifestEntry, RoundManifest
-from tests.support.swarm import start_swarm
+from tests.support.swarm import no_states, start_swarm
 
 pytestmark = pytest.mark.chain(max_validators=1)  # Alice holds the one validator permit
 
@@ -55,9 +55,11 @@ def test_a_state_is_fetched_by_hash_from_a_live_node_checked_and_exported_with_i
     async def scenario():
         node = await start_swarm(spec.run_id, chain, tmp_path, "node")
         try:
-            store = AuditStore(tmp_path / "audit")
-            store.put_state(state, state.state_hash(), 5)  # θ_5, the result of round 4's manifest
-            await serve_audit(node.p2p, store)
+
+            async def held(digest: bytes) -> bytes | None:  # θ_5, the result of round 4's manifest, held but not audited
+                return serialize_state(state, 5) if digest == state.state_hash() else None
+
+            await serve_audit(node.p2p, AuditStore(tmp_path / "audit"), held)
             assert await node.put(manifest, time.time() + 600)
             peer = node.visible_maddrs()[0]
             assert await asyncio.to_thread(main, export_args(tmp_path, spec, state.state_hash(), peer)) == 0
@@ -110,7 +112,7 @@ def test_holders_are_found_through_the_dht_from_the_run_bootstrap_list(tmp_path,
         try:
             store = AuditStore(tmp_path / "audit")
             store.put_state(state, state.state_hash(), 2)
-            await serve_audit(holder.p2p, store)  # only the holder has it; the run.toml names only the entry
+            await serve_audit(holder.p2p, store, no_states)  # only the holder has it; the run.toml names only the entry
             run = tmp_path / "run.toml"
             run.write_text(render_run_file(spec, NodeConfig(bootstrap=tuple(entry.visible_maddrs()))))
             args = ["sample", "--config", str(run), "--state", state.state_hash().hex(), "--prompt", "def ", "--tokens", "3"]

@@ -57,6 +57,38 @@ def test_three_nodes_train_one_model_together(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
+def test_three_nodes_train_a_bpe_model_on_jsonl_and_it_leaves_in_hugging_face_format(tmp_path):
+    """A tokenizer trained here, a jsonl dataset read with `datasets`; the final state exports and generates."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    proc, summary = run_demo(tmp_path, "--peers", "3", "--rounds", "4", "--round-seconds", "20", "--data", "jsonl", timeout=480)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
+    hashes = set(summary["final_state_hashes"].values())
+    assert summary["rounds_completed"] == 4 and len(summary["final_state_hashes"]) == 3 and len(hashes) == 1
+    evals = summary["eval_loss"]
+    assert len(evals) == 4 and evals[-1] < evals[0]
+    node0 = tmp_path / "nodes" / "node0"
+    spec_text = (node0 / "run.toml").read_text()
+    assert 'source = "files"' in spec_text and "tokenizer.json" in spec_text and "vocab_size = 4096" in spec_text
+    out = tmp_path / "hf"
+    export = subprocess.run(
+        [sys.executable, "-m", "node.cli", "export", "--config", str(node0 / "run.toml"), "--state", str(node0 / "state.safetensors"),
+         "--out", str(out), "--no-progress"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert export.returncode == 0, export.stdout + export.stderr
+    assert "vouched for by" in export.stdout  # the node kept the signed manifest beside its checkpoint
+    card = (out / "README.md").read_text()
+    assert hashes.pop() in card
+    model, tokenizer = AutoModelForCausalLM.from_pretrained(out), AutoTokenizer.from_pretrained(out)
+    prompt = tokenizer("def main(", return_tensors="pt")
+    generated = model.generate(**prompt, max_new_tokens=8, do_sample=False)
+    assert generated.shape[1] > prompt["input_ids"].shape[1]
+    assert tokenizer.decode(generated[0]).startswith("def main(")
+
+
+@pytest.mark.slow
 def test_late_joiner_syncs_to_the_signed_state(tmp_path):
     proc, summary = run_demo(tmp_path, "--peers", "3", "--rounds", "6", "--round-seconds", "20", "--late-join", "3", timeout=480)
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)

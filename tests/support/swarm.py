@@ -61,6 +61,11 @@ async def no_blobs(kind, digest):
     return None
 
 
+async def no_states(digest):
+    """A node's held-state lookup that holds nothing (the audit stream answers from its store alone)."""
+    return None
+
+
 async def start_swarm(run: bytes, chain, tmp_path: Path, name: str, bootstrap=()) -> Swarm:
     """A started Swarm on loopback with its identity under ``tmp_path / name``."""
     swarm = Swarm(run, chain, bootstrap=list(bootstrap), host="127.0.0.1", port=0, identity_path=tmp_path / name / "p2p.key")

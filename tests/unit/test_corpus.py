@@ -206,3 +206,18 @@ def test_stdlib_corpus(tmp_path):
     corpus = open_corpus(RunSpec(), tmp_path)
     assert corpus.manifest.name == "python-stdlib" and corpus.num_pages > 1000
     assert corpus.page(0).max() < 256
+
+
+def test_data_build_prints_the_digest_to_pin(tmp_path, capsys):
+    from node.cli import main
+    from node.config import NodeConfig, render_run_file
+
+    spec = files_spec(write_jsonl(tmp_path / "d.jsonl", documents(20)))
+    run = tmp_path / "run.toml"
+    run.write_text(render_run_file(spec, NodeConfig(data_dir=str(tmp_path / "node"))))
+    assert main(["data", "build", "--config", str(run)]) == 0
+    digest = open_corpus(spec, tmp_path / "node" / "corpus").digest
+    assert f'[data] digest = "{digest}"' in capsys.readouterr().out
+    run.write_text(render_run_file(RunSpec(data=DataSpec(source="files", path=str(tmp_path / "none.jsonl"))), NodeConfig()))
+    assert main(["data", "build", "--config", str(run)]) == 2
+    assert "matches no files" in capsys.readouterr().err

@@ -189,3 +189,24 @@ def test_sample_prints_the_prompt_and_its_continuation(tmp_path, bpe_spec, capsy
     args = ["sample", "--config", str(run), "--state", str(checkpoint), "--prompt", prompt, "--tokens", "5", "--temperature", "0.8"]
     assert main(args) == 0 and capsys.readouterr().out.startswith(prompt)
     assert main([*args[:-2], "--temperature", "-1"]) == 2
+
+
+def test_a_node_checkpoint_keeps_the_manifest_that_vouches_for_it_and_export_reads_it(tmp_path, capsys):
+    """finish.save_state writes the signed manifest beside θ; exporting that checkpoint offline carries its signature."""
+    from node.round.finish import LocalFiles, save_state
+    from node.round.states import StateBook
+
+    spec = RunSpec()
+    state = perturbed_state(spec)
+    files = LocalFiles(tmp_path / "node")
+    files.data_dir.mkdir()
+    manifest = signed_manifest(spec, state, 6)
+    save_state(files, StateBook(state, 7), manifest)
+    run = tmp_path / "run.toml"
+    run.write_text(render_run_file(spec, NodeConfig()))
+    assert main(["export", "--config", str(run), "--state", str(files.state), "--out", str(tmp_path / "hf"), "--no-progress"]) == 0
+    assert "vouched for by " + manifest.hotkey in capsys.readouterr().out
+    assert manifest.signature.hex() in (tmp_path / "hf" / "README.md").read_text()
+    # a later checkpoint whose manifest does not result in it keeps no manifest: nothing stale vouches for it
+    save_state(files, StateBook(perturbed_state(RunSpec(model=dataclasses.replace(spec.model, seed=1))), 8), manifest)
+    assert not files.state.with_suffix(".manifest").exists()
