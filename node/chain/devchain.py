@@ -73,6 +73,7 @@ class DevChain(DevFile):
         max_validators: int = 64,
         netuid: int = 1,
         genesis_time: float | None = None,
+        shared: bool = False,
     ) -> DevChain:
         """Create a fresh chain whose genesis is ``genesis_time`` (unix seconds;
         default now); refuse an existing path (even against a concurrent
@@ -88,7 +89,9 @@ class DevChain(DevFile):
         if operator.index(netuid) < 0:
             raise ValueError(f"netuid must be >= 0, got {netuid!r}")
         path = Path(path)
-        devfile.create(path, genesis_time=float(genesis_time), block_time=block_time, max_validators=max_validators, netuid=netuid)
+        devfile.create(
+            path, genesis_time=float(genesis_time), block_time=block_time, max_validators=max_validators, netuid=netuid, shared=shared
+        )
         return cls(path)
 
     # ChainView -------------------------------------------------------------

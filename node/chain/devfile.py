@@ -56,12 +56,14 @@ CREATE TABLE commitments (
 """
 
 
-def create(path: Path, *, genesis_time: float, block_time: float, max_validators: int, netuid: int) -> None:
+def create(path: Path, *, genesis_time: float, block_time: float, max_validators: int, netuid: int, shared: bool = False) -> None:
     """Write a fresh chain file at ``path``, which must not exist.
 
     The file is built under a temporary name and hard-linked into place, so no
     process ever opens a half-initialized chain and two concurrent creators
-    cannot both win.
+    cannot both win. ``shared``: for a file several hosts open (NFS), kept in
+    sqlite's rollback-journal mode, whose locks are file locks the network file
+    system carries; WAL, the default, shares its index through memory of one host.
     """
     if path.exists():
         raise FileExistsError(f"refusing to overwrite existing dev chain {path}")
@@ -74,8 +76,8 @@ def create(path: Path, *, genesis_time: float, block_time: float, max_validators
                 "INSERT INTO chain VALUES (0, ?, ?, ?, ?, ?)",
                 (FORMAT, genesis_time, float(block_time), max_validators, netuid),
             )
-            # Persistent in the file header: every later connection gets WAL.
-            conn.execute("PRAGMA journal_mode=WAL")
+            # Persistent in the file header: every later connection gets the same mode.
+            conn.execute("PRAGMA journal_mode=DELETE" if shared else "PRAGMA journal_mode=WAL")
         finally:
             conn.close()
         try:

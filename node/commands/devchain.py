@@ -57,6 +57,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     init.add_argument("--max-validators", type=int, default=64, metavar="N", help="validator permits: the top N stakers (default 64)")
     init.add_argument("--netuid", type=int, default=1, metavar="N", help="subnet id the chain reports (default 1)")
     init.add_argument("--genesis-time", default=None, metavar="T", help="block 0: unix seconds or ISO 8601 with a zone (default now)")
+    init.add_argument(
+        "--shared", action="store_true", help="for a file on NFS that nodes of several hosts open: rollback journal instead of WAL"
+    )
     init.set_defaults(func=_guarded(cmd_init))
 
     hotkey_help = " (or, with --config and neither --hotkey nor --wallet, the run file's [node] wallet and hotkey)"
@@ -105,7 +108,12 @@ def cmd_init(args: argparse.Namespace) -> int:
         raise _Refused(f"folder {path.parent} does not exist; create it first")
     try:
         chain = DevChain.create(
-            path, block_time=args.block_time, max_validators=args.max_validators, netuid=args.netuid, genesis_time=genesis
+            path,
+            block_time=args.block_time,
+            max_validators=args.max_validators,
+            netuid=args.netuid,
+            genesis_time=genesis,
+            shared=args.shared,
         )
     except FileExistsError:
         raise _Refused(f"{path} already exists; refusing to overwrite it (`gradswarm devchain show --path {path}` shows it)") from None

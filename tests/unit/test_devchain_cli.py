@@ -202,3 +202,30 @@ def test_node_and_bootstrap_name_devchain_init_for_a_missing_chain(tmp_path, cap
     assert main(["bootstrap", "run", "--run", str(config), "--identity", str(tmp_path / "boot.key")]) == 2
     assert fix in capsys.readouterr().err
     assert not missing.exists()
+
+
+def _register_from_a_process(args):
+    path, name = args
+    return DevChain(Path(path)).register(keypair(name).ss58_address)
+
+
+def test_a_shared_chain_uses_the_rollback_journal_and_takes_writers_from_several_processes(tmp_path, capsys):
+    """`--shared` is for a file several hosts open: no WAL index to share, only file locks."""
+    import multiprocessing as mp
+    import sqlite3
+
+    path = tmp_path / "chain.sqlite"
+    assert main(["devchain", "init", "--path", str(path), "--shared"]) == 0
+    conn = sqlite3.connect(path)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    conn.close()
+    names = [f"Node{i}" for i in range(6)]
+    with mp.get_context("spawn").Pool(3) as pool:
+        uids = pool.map(_register_from_a_process, [(str(path), n) for n in names])
+    assert sorted(uids) == list(range(6))
+    assert not (tmp_path / "chain.sqlite-wal").exists()
+    plain = tmp_path / "plain.sqlite"
+    assert main(["devchain", "init", "--path", str(plain)]) == 0
+    conn = sqlite3.connect(plain)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    conn.close()
