@@ -33,9 +33,9 @@ def add_demo(sub: argparse._SubParsersAction) -> None:
     )
     demo.add_argument(
         "--data",
-        choices=("stdlib", "jsonl"),
+        choices=("stdlib", "jsonl", "parquet"),
         default="stdlib",
-        help="stdlib: byte-level Python stdlib; jsonl: a jsonl dataset with a BPE tokenizer trained here (devnet/dataset.py)",
+        help="stdlib: byte-level Python stdlib; jsonl, parquet: the stdlib as such a dataset, with a BPE tokenizer trained here (devnet/dataset.py)",
     )
     demo.add_argument("--late-join", type=int, default=0, metavar="ROUND", help="start the last node only in this round")
     demo.add_argument("--ranks-per-node", type=int, default=1, metavar="N", help="run each node as N torchrun ranks (gloo on CPU)")

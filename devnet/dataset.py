@@ -1,9 +1,9 @@
-"""The demo's own data for `--data jsonl`: a jsonl dataset and a BPE tokenizer trained on it, made here.
+"""The demo's own data for `--data jsonl|parquet`: a dataset and a BPE tokenizer trained on it, made here.
 
 It shows the path a real run takes (documents read with `datasets`, a Hugging
 Face tokenizer pinned by digest, a vocabulary that sets the model's) without
 downloading anything: the documents are the Python standard library's files,
-one per line of jsonl, and the tokenizer is trained on them with `tokenizers`.
+one per row of jsonl or parquet, and the tokenizer is trained on them with `tokenizers`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,21 @@ VOCAB = 4096
 END = "<|endoftext|>"
 
 
-def write_jsonl(out: Path) -> Path:
-    lines = [json.dumps({"path": f.name, "text": f.read_text("utf-8", "replace")}) for f in stdlib_files()]
-    atomic_write(out, ("\n".join(lines) + "\n").encode())
-    return out
+def write_dataset(out: Path) -> tuple[Path, list[str]]:
+    """The stdlib's files as rows of `out` (.jsonl or .parquet), and their texts."""
+    files = stdlib_files()
+    texts = [f.read_text("utf-8", "replace") for f in files]
+    if out.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        partial = out.with_name(out.name + ".partial")
+        pq.write_table(pa.table({"path": [f.name for f in files], "text": texts}), partial)
+        partial.replace(out)
+    else:
+        rows = [json.dumps({"path": f.name, "text": t}) for f, t in zip(files, texts, strict=True)]
+        atomic_write(out, ("\n".join(rows) + "\n").encode())
+    return out, texts
 
 
 def train_bpe(texts: list[str], vocab: int, out: Path) -> Path:
@@ -39,11 +50,10 @@ def train_bpe(texts: list[str], vocab: int, out: Path) -> Path:
     return out
 
 
-def jsonl_run(out: Path) -> tuple[ModelSpec, DataSpec]:
-    """The model and data sections of a demo on a jsonl dataset with a BPE tokenizer trained here."""
+def dataset_run(out: Path, kind: str) -> tuple[ModelSpec, DataSpec]:
+    """The model and data sections of a demo on a `kind` ("jsonl" or "parquet") dataset with a BPE tokenizer trained here."""
     out.mkdir(parents=True, exist_ok=True)
-    dataset = write_jsonl(out / "stdlib.jsonl")
-    texts = [json.loads(line)["text"] for line in dataset.read_text().splitlines()]
+    dataset, texts = write_dataset(out / f"stdlib.{kind}")
     tokenizer = load_tokenizer(str(train_bpe(texts, VOCAB, out / "tokenizer" / "tokenizer.json")))
     model = ModelSpec(tokenizer=tokenizer.name, tokenizer_digest=tokenizer.digest, vocab_size=tokenizer.vocab_size)
     return model, DataSpec(source="files", path=str(dataset), text_field="text")

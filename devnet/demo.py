@@ -22,7 +22,7 @@ from pathlib import Path
 
 from devnet.adversaries import check_kind as check_adversary
 from devnet.calibrate import calibrate, fit_steps
-from devnet.dataset import jsonl_run
+from devnet.dataset import dataset_run
 from devnet.judge import BOOTSTRAPS, judge, print_round
 from devnet.processes import start_bootstrap, start_node, start_sybils, stop, stop_tree, wait_for_file
 from node.config import (
@@ -81,7 +81,7 @@ def prepare(
             target.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
-    model, data_spec = jsonl_run(out / "data") if data == "jsonl" else (ModelSpec(), DataSpec())
+    model, data_spec = dataset_run(out / "data", data) if data != "stdlib" else (ModelSpec(), DataSpec())
     corpus = open_corpus(RunSpec(model=model, data=data_spec), out / "corpus")
     chain = DevChain.create(out / "chain.sqlite", block_time=1.0, max_validators=peers)
     spec = fit(
@@ -141,7 +141,7 @@ def run_demo(
     each node runs as that many torchrun ranks (gloo on CPU); `seed` seeds the nodes' identities
     (and so the page assignment; None: the usual ones); `overlap` false trains half of each round
     and exchanges in the other half; `inner_steps` pins H (default: as many as fill the train window
-    on this machine, devnet/calibrate.py); `data` "jsonl" trains on a jsonl dataset with a BPE tokenizer
+    on this machine, devnet/calibrate.py); `data` "jsonl" or "parquet" trains on such a dataset with a BPE tokenizer
     trained on the spot (devnet/dataset.py) instead of the byte-level stdlib."""
     if peers < 2 or rounds < 1 or not 0 <= late_rounds < rounds or not 0 <= bootstraps_down < rounds:
         print("error: the demo needs at least 2 peers, 1 round, and --late-join and --stop-bootstraps below --rounds", file=sys.stderr)

@@ -89,6 +89,15 @@ def test_three_nodes_train_a_bpe_model_on_jsonl_and_it_leaves_in_hugging_face_fo
 
 
 @pytest.mark.slow
+def test_three_nodes_train_on_a_parquet_dataset(tmp_path):
+    proc, summary = run_demo(tmp_path, "--peers", "3", "--rounds", "4", "--round-seconds", "20", "--data", "parquet", timeout=480)
+    assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
+    assert len(summary["final_state_hashes"]) == 3 and len(set(summary["final_state_hashes"].values())) == 1
+    assert summary["eval_loss"][-1] < summary["eval_loss"][0]
+    assert 'source = "files"' in (tmp_path / "nodes" / "node0" / "run.toml").read_text()
+
+
+@pytest.mark.slow
 def test_late_joiner_syncs_to_the_signed_state(tmp_path):
     proc, summary = run_demo(tmp_path, "--peers", "3", "--rounds", "6", "--round-seconds", "20", "--late-join", "3", timeout=480)
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs_of(tmp_path)
