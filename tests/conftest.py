@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 
 from node.chain import DevChain
 from node.config import ChainSpec, RunSpec
@@ -147,3 +148,13 @@ def audit_store(tmp_path_factory):
         assert record.base_state_hash == base.state_hash() and record.verdict in ("pass", "fail")
         assert len(record.compared) == 2 and len(record.page_digests) >= 2
     return store
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module's training tests: the machine's 2 cores are shared with other
+    processes, and more threads under contention slow these tests down about tenfold."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -8,7 +8,6 @@ tests/unit/test_distributed.py.
 """
 
 import json
-import multiprocessing as mp
 import os
 import signal
 import subprocess
@@ -24,7 +23,7 @@ from node.outer.optimizer import OuterState
 from node.trainer import params
 from node.trainer.inner import InnerTrainer, eval_loss
 from node.trainer.model import build_model
-from tests.support import free_port
+from tests.support import spawn_ranks
 from tests.support.corpora import Pages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -63,18 +62,9 @@ def _rank_main(rank: int, port: int, out: str, scenario: str) -> None:
 
 
 def _run_ranks(tmp_path: Path, scenario: str) -> tuple[list[int | None], dict]:
-    ctx = mp.get_context("spawn")
-    port = free_port()
-    procs = [ctx.Process(target=_rank_main, args=(r, port, str(tmp_path), scenario)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=180)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
+    codes = spawn_ranks(_rank_main, str(tmp_path), scenario)
     results = tmp_path / "results.json"
-    return [p.exitcode for p in procs], json.loads(results.read_text()) if results.exists() else {}
+    return codes, json.loads(results.read_text()) if results.exists() else {}
 
 
 def test_two_gloo_ranks_train_like_one_process(tmp_path):

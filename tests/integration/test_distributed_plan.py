@@ -6,7 +6,6 @@ the weights, so a rank at another factor shows up in the gathered weights (under
 0's copy is the one gathered, and every rank is reloaded from it each round).
 """
 
-import multiprocessing as mp
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from node.outer.optimizer import OuterState
 from node.trainer import params
 from node.trainer.inner import InnerTrainer
 from node.trainer.model import build_model
-from tests.support import free_port
+from tests.support import spawn_ranks
 from tests.support.corpora import Pages
 
 SPEC = TrainSpec(batch_size=4, seq_len=32, lr=1e-3, warmup_steps=0)
@@ -52,17 +51,7 @@ def _single(factor: float) -> torch.Tensor:
 
 
 def test_every_rank_trains_at_the_factor_rank_0_sends(tmp_path):
-    ctx = mp.get_context("spawn")
-    port = free_port()
-    procs = [ctx.Process(target=_rank_main, args=(r, port, str(tmp_path))) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=180)
-    for p in procs:
-        if p.is_alive():
-            p.kill()
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert spawn_ranks(_rank_main, str(tmp_path)) == [0, 0]
     torch.set_num_threads(1)
     theta = params.flatten(build_model("tiny", 5))
     at_factor, at_peak = _single(FACTOR) - theta, _single(1.0) - theta

@@ -33,3 +33,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def spawn_ranks(target: Callable, *args, world: int = 2, timeout: float = 180.0) -> list[int | None]:
+    """Run ``target(rank, port, *args)`` in ``world`` spawned processes (a gloo group on a free port); their exit codes."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    port = free_port()
+    procs = [ctx.Process(target=target, args=(rank, port, *args)) for rank in range(world)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=timeout)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    return [proc.exitcode for proc in procs]

@@ -46,6 +46,17 @@ def files_spec(path: Path, model: ModelSpec | None = None, page_tokens: int = 64
     return RunSpec(model=model or ModelSpec(), data=DataSpec(source="files", path=str(path), page_tokens=page_tokens, **data))
 
 
+def text_pages(n_pages: int = 12, page_tokens: int = 512) -> list[np.ndarray]:
+    """A small, learnable byte corpus (repetitive English-like text) as pages."""
+    words = b"the quick brown fox jumps over the lazy dog while def return import class self".split()
+    rng = np.random.default_rng(0)
+    out = bytearray()
+    while len(out) < n_pages * page_tokens:
+        out += b" ".join(words[i] for i in rng.integers(0, len(words), 8)) + b".\n"
+    arr = np.frombuffer(bytes(out[: n_pages * page_tokens]), dtype=np.uint8)
+    return [arr[i * page_tokens : (i + 1) * page_tokens] for i in range(n_pages)]
+
+
 class Pages:
     """The little of a Corpus the trainer reads: pages by index."""
 

@@ -27,6 +27,7 @@ from protocol.compression import ErrorFeedback, get_codec
 from protocol.messages import ContributionMeta, ManifestEntry, RoundManifest
 from protocol.plan import LrCurve, PlanSpec
 from protocol.schedule import RoundSchedule
+from tests.support.corpora import text_pages
 
 PLAN = PlanSpec(
     rounds=12,
@@ -36,22 +37,7 @@ PLAN = PlanSpec(
 SEQ = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def text_pages(n_pages: int = 12, page_tokens: int = 256) -> list[np.ndarray]:
-    words = b"the quick brown fox jumps over the lazy dog while def return import class self".split()
-    rng = np.random.default_rng(0)
-    out = bytearray()
-    while len(out) < n_pages * page_tokens:
-        out += b" ".join(words[i] for i in rng.integers(0, len(words), 8)) + b".\n"
-    arr = np.frombuffer(bytes(out[: n_pages * page_tokens]), dtype=np.uint8)
-    return [arr[i * page_tokens : (i + 1) * page_tokens] for i in range(n_pages)]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- inner
@@ -62,7 +48,7 @@ def trained(factor: float, warmup_steps: int = 0) -> tuple[torch.Tensor, InnerTr
     model = build_model("tiny", 0)
     theta = params.flatten(model)
     trainer = InnerTrainer(model, lr=1e-3, warmup_steps=warmup_steps, batch_size=2, seq_len=SEQ)
-    trainer.train(text_pages(), 3, seed=7, lr_factor=factor)
+    trainer.train(text_pages(page_tokens=256), 3, seed=7, lr_factor=factor)
     return theta - params.flatten(model), trainer
 
 
@@ -77,7 +63,7 @@ def test_the_inner_trainer_takes_its_steps_at_the_factor_it_is_given():
     _, warming = trained(0.5, warmup_steps=4)  # a fresh optimizer's own warmup is multiplied in
     assert warming.optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5 * 3 / 4)
     with pytest.raises(ValueError):
-        warming.train(text_pages(), 1, seed=0, lr_factor=-1.0)
+        warming.train(text_pages(page_tokens=256), 1, seed=0, lr_factor=-1.0)
 
 
 class PageStore:
@@ -104,7 +90,17 @@ def node_worker(spec: RunSpec = PLANNED) -> Worker:
     trainer = InnerTrainer.from_spec(model, spec.train, "cpu")
     codec = get_codec(spec.codec.codec_spec())
     return Worker(
-        spec.run_id, "me", spec, PageStore(text_pages()), frozenset(), model, trainer, None, torch.device("cpu"), ErrorFeedback(), codec
+        spec.run_id,
+        "me",
+        spec,
+        PageStore(text_pages(page_tokens=256)),
+        frozenset(),
+        model,
+        trainer,
+        None,
+        torch.device("cpu"),
+        ErrorFeedback(),
+        codec,
     )
 
 

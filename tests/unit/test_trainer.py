@@ -12,29 +12,12 @@ from node.trainer.model import (
     llama_config,
     param_count,
 )
+from tests.support.corpora import text_pages
 
 SEQ = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # The machine has 2 cores shared with other processes; more than one
-    # intra-op thread under contention slows these tests down by ~10x.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _text_pages(n_pages: int = 12, page_tokens: int = 512) -> list[np.ndarray]:
-    """A small, learnable byte corpus (repetitive English-like text)."""
-    words = b"the quick brown fox jumps over the lazy dog while def return import class self".split()
-    rng = np.random.default_rng(0)
-    out = bytearray()
-    while len(out) < n_pages * page_tokens:
-        out += b" ".join(words[i] for i in rng.integers(0, len(words), 8)) + b".\n"
-    arr = np.frombuffer(bytes(out[: n_pages * page_tokens]), dtype=np.uint8)
-    return [arr[i * page_tokens : (i + 1) * page_tokens] for i in range(n_pages)]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _state(model):
@@ -75,7 +58,7 @@ def test_build_model_deterministic():
 
 
 def test_windows():
-    pages = _text_pages(4, 200)
+    pages = text_pages(4, 200)
     g1, g2 = torch.Generator().manual_seed(7), torch.Generator().manual_seed(7)
     b1, b2 = sample_windows(pages, 5, SEQ, g1), sample_windows(pages, 5, SEQ, g2)
     assert b1.shape == (5, SEQ + 1) and b1.dtype == torch.int64
@@ -90,7 +73,7 @@ def test_windows():
 
 def test_inner_training_lowers_loss():
     torch.manual_seed(0)
-    pages = _text_pages()
+    pages = text_pages()
     train_pages, held = pages[:10], pages[10:]
     model = build_model("tiny", 0)
     model.train()
@@ -110,7 +93,7 @@ def test_inner_training_lowers_loss():
 
 
 def test_inner_training_reproducible():
-    pages = _text_pages(4)
+    pages = text_pages(4)
     results = []
     for _ in range(2):
         model = build_model("tiny", 3)
@@ -127,7 +110,7 @@ def test_inner_training_reproducible():
 
 
 def test_trainer_state_dict_roundtrip():
-    pages = _text_pages(4)
+    pages = text_pages(4)
     model = build_model("tiny", 0)
     tr = InnerTrainer(model, lr=1e-3, weight_decay=0.1, betas=(0.9, 0.95), warmup_steps=2, batch_size=2, seq_len=SEQ, device="cpu")
     tr.train(pages, 2, seed=0)
@@ -146,7 +129,7 @@ def test_training_stops_at_its_deadline():
 
     model = build_model("tiny", 0)
     tr = InnerTrainer(model, lr=1e-3, batch_size=2, seq_len=SEQ, device="cpu")
-    loss = tr.train(_text_pages()[:4], 50, seed=0, deadline=time.time())
+    loss = tr.train(text_pages()[:4], 50, seed=0, deadline=time.time())
     assert tr.last_steps == 1 and tr.step_count == 1 and loss > 0  # at least one step, then stop
-    tr.train(_text_pages()[:4], 3, seed=0, deadline=time.time() + 600)
+    tr.train(text_pages()[:4], 3, seed=0, deadline=time.time() + 600)
     assert tr.last_steps == 3
