@@ -262,7 +262,7 @@ def load_run_file(path: Path) -> tuple[RunSpec, NodeConfig]:
     return parse_run_file(text)
 
 
-def _toml_value(value: Any) -> str:
+def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -270,13 +270,13 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, str):
         return json.dumps(value)
     if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")
 
 
 def render_run_file(spec: RunSpec, node: NodeConfig) -> str:
     """TOML that `parse_run_file` reads back to the same spec and config."""
-    lines = [f"name = {_toml_value(spec.name)}"]
+    lines = [f"name = {toml_value(spec.name)}"]
     for f in dataclasses.fields(spec):
         if f.name != "name":
             lines += _toml_table(f.name, dataclasses.asdict(getattr(spec, f.name)))
@@ -285,7 +285,7 @@ def render_run_file(spec: RunSpec, node: NodeConfig) -> str:
 
 
 def _toml_table(name: str, table: dict[str, Any]) -> list[str]:
-    lines = [f"\n[{name}]"] + [f"{k} = {_toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
+    lines = [f"\n[{name}]"] + [f"{k} = {toml_value(v)}" for k, v in table.items() if not isinstance(v, dict)]
     for key, value in table.items():
         if isinstance(value, dict):
             lines += _toml_table(f"{name}.{key}", value)

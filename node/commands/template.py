@@ -14,7 +14,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from node.config import NodeConfig, RunSpec, _toml_value
+from node.config import NodeConfig, RunSpec, toml_value
 
 _CURVE = {
     "shape": "constant, cosine (half a cosine from the peak down to min_ratio at the last round) or wsd (flat, then linear decay)",
@@ -142,7 +142,7 @@ def _table(name: str, value: Any) -> list[str]:
         if dataclasses.is_dataclass(current):
             nested.append((path, current))
             continue
-        lines += [f"# {COMMENTS[path]}. Default: {_toml_value(_default(f))}", f"{f.name} = {_toml_value(current)}"]
+        lines += [f"# {COMMENTS[path]}. Default: {toml_value(_default(f))}", f"{f.name} = {toml_value(current)}"]
     for path, current in nested:
         lines += _table(path, current)
     return lines
@@ -151,7 +151,7 @@ def _table(name: str, value: Any) -> list[str]:
 def render_commented(spec: RunSpec, node: NodeConfig) -> str:
     """A run.toml with a comment on every table and key; `parse_run_file` reads it back to ``(spec, node)``."""
     name_field = next(f for f in dataclasses.fields(RunSpec) if f.name == "name")
-    lines = [HEADER, f"# {COMMENTS['name']}. Default: {_toml_value(_default(name_field))}", f"name = {_toml_value(spec.name)}"]
+    lines = [HEADER, f"# {COMMENTS['name']}. Default: {toml_value(_default(name_field))}", f"name = {toml_value(spec.name)}"]
     for f in dataclasses.fields(spec):
         if f.name != "name":
             lines += _table(f.name, getattr(spec, f.name))
