@@ -191,6 +191,8 @@ class NodeConfig:
     # Under torchrun (`node run --nproc N`): how the ranks share the model; "auto" is FSDP2 for large presets, else DDP.
     parallel: str = "auto"
     activation_checkpointing: str = "auto"  # "auto": recompute activations on CUDA only; "on" or "off" to force
+    http: str = "127.0.0.1:9200"  # HOST:PORT of /status, /metrics, /healthz and the status page; "": off
+    http_public: bool = False  # binding `http` to a non-loopback address needs this (node/status/address.py)
 
     def __post_init__(self) -> None:
         _require(0 <= self.port <= 65535, "port must be in [0, 65535]")
@@ -201,6 +203,9 @@ class NodeConfig:
         )
         _require(self.parallel in ("auto", "ddp", "fsdp"), "parallel must be 'auto', 'ddp' or 'fsdp'")
         _require(self.activation_checkpointing in ("auto", "on", "off"), "activation_checkpointing must be 'auto', 'on' or 'off'")
+        from node.status.address import check_http
+
+        check_http(self.http, self.http_public)
 
     corpus_cache: str = ""  # empty: <data_dir>/corpus
 
