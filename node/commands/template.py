@@ -103,6 +103,8 @@ COMMENTS: dict[str, str] = {
     "node.weights_every": "rounds between weight updates on chain (validators only)",
     "node.parallel": "under `node run --nproc N`: auto (FSDP2 for large presets, else DDP), ddp or fsdp",
     "node.activation_checkpointing": "auto (recompute activations on CUDA only), on or off",
+    "node.http": "HOST:PORT of the status page, /status, /metrics and /healthz (empty: off); `gradswarm node status` reads it",
+    "node.http_public": "allow http on an address that is not loopback (the page is read-only, but anyone who reaches it reads it)",
     "node.corpus_cache": "where the built corpus is cached (empty: <data_dir>/corpus)",
 }
 
