@@ -8,6 +8,7 @@ the resulting hash with one a permitted validator signed.
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import torch
@@ -17,7 +18,9 @@ from safetensors.torch import save as st_save
 
 from node.fsutil import atomic_write
 from node.outer.optimizer import OuterState
+from node.progress import read_file
 
+log = logging.getLogger(__name__)
 HEADER_ALLOWANCE = 4096
 
 
@@ -103,10 +106,13 @@ def load_inner(path: Path) -> dict | None:
 
 
 def load_checkpoint(path: Path, numel: int) -> tuple[OuterState, int] | None:
-    """The saved state and the round it starts, or None if there is none; a damaged file is an error."""
+    """The saved state and the round it starts, or None if there is none; a damaged file is an error.
+
+    A large checkpoint (a state is 8 bytes per parameter) gets a progress bar by bytes, or log lines
+    when stderr is no terminal, if reading it takes a second or more."""
     if not path.exists():
         return None
-    state = parse_state(path.read_bytes(), numel)
+    state = parse_state(read_file(path, f"loading checkpoint {path.name}", log, delay=1.0), numel)
     with safe_open(path, framework="pt") as f:
         round_text = (f.metadata() or {}).get("round", "")
     if not round_text.isdigit():

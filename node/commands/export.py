@@ -21,12 +21,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from node.checkpoint.export import export_state, vouching_manifest
 from node.checkpoint.state import load_checkpoint, manifest_path
 from node.config import RunSpec, load_run_file
 from node.outer.optimizer import OuterState
+from node.progress import Transfer
 from node.trainer import params
 from node.trainer.model import build_model
 from protocol import wire
@@ -103,20 +102,9 @@ def _kept_manifest(state_path: Path) -> list[RoundManifest]:
         return []
 
 
-def _bar(enabled: bool):
-    bar: list[tqdm] = []
-
-    def progress(size: int, got: int) -> None:
-        if not got:  # a new transfer starts
-            for old in bar:
-                old.close()
-            bar[:] = [tqdm(total=size, desc="fetch state", unit="B", unit_scale=True, disable=not enabled)]
-        else:
-            bar[0].update(got)
-            if bar[0].n >= size:
-                bar[0].close()
-
-    return progress
+def _bar(enabled: bool) -> Transfer:
+    """A bar per state download (a log line each way when stderr is no terminal; nothing if not `enabled`)."""
+    return Transfer("fetch state", enabled=enabled)
 
 
 def open_state(args: argparse.Namespace, progress: bool = True) -> tuple[RunSpec, Opened]:

@@ -13,6 +13,7 @@ import time
 
 from node.checkpoint.state import StateError, max_state_bytes, parse_state
 from node.outer.optimizer import OuterState
+from node.progress import Transfer
 from node.swarm.board import Board
 from node.swarm.transfer import TransferError
 from protocol.messages import RoundManifest
@@ -36,12 +37,17 @@ async def fetch_signed_state(board: Board, manifest: RoundManifest, numel: int, 
         for peer in dict.fromkeys(holders):
             if peer == swarm.peer_id:
                 continue
+            meter = Transfer(f"downloading the state of round {round_} from {peer.hex()[:16]}", log)
             try:
+                meter.start()
                 data = await swarm.fetch(peer, "state", target, max_state_bytes(numel), timeout=STATE_FETCH_TIMEOUT)
+                meter.done(len(data))
                 state = await asyncio.to_thread(parse_state, data, numel)
             except (TransferError, StateError) as e:
                 log.info("state sync from %s failed: %s", peer.hex()[:16], e)
                 continue
+            finally:
+                meter.close()  # a failed or cancelled download: the bar goes, no totals line
             if state.state_hash() == target:
                 log.info("synced to the signed state of round %d", round_)
                 return state
