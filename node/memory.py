@@ -31,10 +31,12 @@ class PeakRss:
 
     def __init__(self) -> None:
         self.peak = 0
+        self.last = 0  # the latest sample
 
     def sample(self) -> int:
         now = tree_rss()
         self.peak = max(self.peak, now)
+        self.last = now
         return now
 
     async def watch(self) -> None:

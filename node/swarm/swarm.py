@@ -88,6 +88,7 @@ class Swarm:
         self.dht: hivemind.DHT | None = None
         self.p2p: P2P | None = None
         self.bytes_served = {"payload": 0, "state": 0}
+        self.bytes_received = {"payload": 0, "state": 0}  # fetched from peers (hash checks are the caller's)
         self.bindings = ChainBindings(run_id, chain)  # who may open streams to us, and whom we fetch from
         self.refused_streams = 0
         self.inbox = push.Inbox(records.RunRecordValidator(run_id, chain), round_now=round_now)
@@ -214,7 +215,9 @@ class Swarm:
             raise transfer.TransferError("refusing to fetch from ourselves")
         if await self.bindings.hotkey_of(peer_id) is None:
             raise transfer.TransferError(f"peer {peer} is not bound to a registered hotkey on chain")
-        return await transfer.fetch(self.p2p, peer, self.run_id, kind, digest, max_bytes, timeout)
+        data = await transfer.fetch(self.p2p, peer, self.run_id, kind, digest, max_bytes, timeout)
+        self.bytes_received[kind] = self.bytes_received.get(kind, 0) + len(data)
+        return data
 
     async def shutdown(self) -> None:
         if self._watchdog is not None:

@@ -60,6 +60,11 @@ class Scoreboard:
         )
         return tuple(Evidence(record=d, round=r, work_z=z) for r, d, z in found[-limit:])
 
+    def received(self, hotkey: str) -> list[tuple[int, str, str]]:
+        """(round, verifier, verdict) of the verdicts others reached about `hotkey`, oldest round first."""
+        mine = ((r, v, "pass" if x.ok else "fail") for (v, s, r), x in self._verdicts.items() if s == hotkey and v != hotkey)
+        return sorted(mine)
+
     def counts(self) -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = defaultdict(lambda: {"pass": 0, "fail": 0})
         for (_, subject, _), v in self._verdicts.items():
