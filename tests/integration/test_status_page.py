@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -149,6 +150,15 @@ def check_page_shows(shown: dict, status: dict) -> None:
         assert row["in_sync"] == str(report["in_sync"]).lower()
 
 
+def test_the_page_is_one_self_contained_document():
+    html = render_page().decode("utf-8")
+    assert html.startswith("<!doctype html>") and "/*PAGE_" not in html
+    assert "connect-src 'self'" in html and "default-src 'none'" in html
+    # no script, style, image or font from anywhere: the only URLs are a data: icon and the SVG namespace
+    assert re.findall(r"(?:src|href)\s*=\s*[\"']([^\"']*)", html) == ["data:,"]
+    assert set(re.findall(r"https?://[^\s\"'`)]+", html)) == {"http://www.w3.org/2000/svg"}
+
+
 # --- the page against a recorded /status ------------------------------------------------------------
 
 ME = "5GNVDSx6mVbQcK4xL928xLR2kHpnQUwnEcghD48fu6iHeptG"
@@ -261,3 +271,52 @@ def test_the_page_says_when_the_node_stops_answering(browser, stub):
         assert not [e for e in watched.errors if "pageerror" in e], watched.errors
     finally:
         watched.close()
+
+
+# --- the page of a real node ------------------------------------------------------------------------
+
+
+def test_the_page_follows_a_lone_node(browser, tmp_path):
+    """A real node alone on its dev chain: the page loads before round 0 ends, follows the rounds live,
+    and shows exactly the /status it was drawn from, which is what a GET of our own returns too."""
+    from tests.support.lone_node import start_lone_node
+
+    screenshot_to = os.environ.get("GRADSWARM_SCREENSHOT", "")
+    wanted = 6 if screenshot_to else 2  # a picture for the docs is worth a few more rounds
+    node = start_lone_node(tmp_path / "lone", rounds=wanted + 3)
+    watched = None
+    try:
+        node.wait_for_reports(0, timeout=90)  # its status server answers
+        watched = Watched(browser, node.url)
+        watched.open()
+        shown, drawn_from = watched.read()
+        check_page_shows(shown, drawn_from)  # also before any round ended: empty charts, no rows
+        watched.page.wait_for_function(f"() => Number(document.body.dataset.reports) >= {wanted}", timeout=60_000 + 15_000 * wanted)
+        shown, drawn_from = watched.read()
+        check_page_shows(shown, drawn_from)
+        reports = drawn_from["reports"]
+        assert drawn_from["identity"]["hotkey"] == node.hotkey and drawn_from["identity"]["validator_permit"]
+        assert drawn_from["health"]["status"] == "ok" and shown["health"] == "ok"
+        assert all(len(shown["points"][k]) == len(reports) for k in ("eval_loss", "upload_bytes"))
+        # a /status of our own: the page, one poll later, agrees with it
+        fresh = node.status()
+        watched.page.wait_for_function(f"() => Number(document.body.dataset.statusNow) >= {fresh['now']!r}", timeout=10_000)
+        shown, drawn_from = watched.read()
+        assert shown["round"] in (str(fresh["round"]), str(fresh["round"] + 1))  # a round may have begun since
+        assert drawn_from["reports"][: len(fresh["reports"])] == fresh["reports"]
+        check_page_shows(shown, drawn_from)
+        # read-only, no secrets: neither the wallet's nor the data dir's path is on the page
+        content = watched.page.content()
+        assert str(tmp_path) not in content and "wallets" not in content
+        assert {urllib.parse.urlsplit(u).path for u in watched.requests} == {"/", "/status"}
+        assert not watched.errors, watched.errors
+        watched.page.screenshot(path=str(tmp_path / "status-page.png"), full_page=True)
+        if screenshot_to:
+            target = Path(screenshot_to)
+            target = target if target.is_absolute() else REPO / target
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(tmp_path / "status-page.png", target)
+    finally:
+        if watched:
+            watched.close()
+        node.stop()
