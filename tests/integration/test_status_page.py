@@ -31,11 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 SERIES = {
     "train_loss": lambda r: r.get("train_loss"),
     "eval_loss": lambda r: r.get("eval_loss"),
-    "upload_bytes": lambda r: (
-        r.get("upload_payload_bytes", 0) + r.get("upload_state_bytes", 0)
-        if "upload_payload_bytes" in r or "upload_state_bytes" in r
-        else None
-    ),
+    "upload_bytes": lambda r: r["upload_payload_bytes"] + r["upload_state_bytes"],  # in every report (RoundReport's defaults)
     "compute_utilization": lambda r: r.get("compute_utilization"),
 }
 TABLE_ROWS = 16  # page.js shows the last 16 rounds, newest first
@@ -201,15 +197,9 @@ def stub():
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
             path = urllib.parse.urlsplit(self.path).path
-            if path == "/":
-                self._send(200, "text/html; charset=utf-8", render_page())
-            elif path == "/status":
-                self._send(200, "application/json", json.dumps(status).encode())
-            else:
-                self._send(404, "text/plain", b"not found")
-
-        def _send(self, code, kind, body):
-            self.send_response(code)
+            pages = {"/": ("text/html; charset=utf-8", render_page()), "/status": ("application/json", json.dumps(status).encode())}
+            kind, body = pages.get(path, ("text/plain", b"not found"))
+            self.send_response(200 if path in pages else 404)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -37,14 +37,14 @@ function yScale(values, opts) {
     lo = opts.zero ? Math.min(0, lo) : lo - pad;
     hi = hi + pad;
   }
-  const step = niceStep(hi - lo, 4);
+  const step = opts.integer ? Math.max(1, niceStep(hi - lo, 4)) : niceStep(hi - lo, 4);
   return [Math.floor(lo / step + 1e-9) * step, Math.ceil(hi / step - 1e-9) * step, step];
 }
 
 /**
  * Draw `series` ([{key, name, cls, points: [{round, value}]}]) into the <svg> element `svg`.
  * opts: {format(v, exact) for y ticks and tooltips, yLabel, zero (y axis from 0), atLeast (y domain reaches it),
- * unit(maxAbs) (ticks at round multiples of it)}.
+ * unit(maxAbs) (ticks at round multiples of it), integer (ticks at whole numbers of the unit at least)}.
  */
 function lineChart(svg, series, opts) {
   const width = Math.max(240, Math.round(svg.clientWidth || 600));

@@ -116,7 +116,7 @@ function renderCharts(reports) {
   const upload = [series(reports, "upload_bytes", "payload + state", "s3", uploaded)];
   legend($("legend-upload"), upload);
   const binary = (max) => Math.pow(1024, Math.max(0, Math.min(4, Math.floor(Math.log(Math.max(1, max)) / Math.log(1024)))));
-  lineChart($("chart-upload"), upload, { format: fmt.bytes, yLabel: "uploaded", zero: true, unit: binary });
+  lineChart($("chart-upload"), upload, { format: fmt.bytes, yLabel: "uploaded", zero: true, unit: binary, integer: true });
   const util = [series(reports, "compute_utilization", "inner steps / round", "s4")];
   legend($("legend-util"), util);
   lineChart($("chart-util"), util, { format: (v) => `${Math.round(v * 100)}%`, yLabel: "utilization", zero: true, atLeast: 1 });
