@@ -33,6 +33,8 @@ from node.round.states import Base, StateBook
 from node.round.sync import fetch_signed_state
 from node.round.train import Worker
 from node.round.verify import Verification
+from node.status import server as status_server
+from node.status.live import StatusBoard
 from node.swarm.board import Board
 from node.swarm.presence import Presence
 from node.swarm.swarm import Swarm
@@ -109,6 +111,7 @@ class SwarmNode:
         self.audit = AuditStore(self.files.data_dir / "audit")
         self.scores = Scoreboard()
         self.memory = PeakRss()
+        self.status = StatusBoard(self)  # what [node] http serves (node/status/)
 
     def setup(self) -> None:
         """Corpus, model, θ (from the local checkpoint when there is one), trainer, verifier: the slow part of start-up."""
@@ -177,7 +180,17 @@ class SwarmNode:
         return await self.states.serialized(digest)
 
     async def run(self, rounds: int | None = None) -> None:
-        """Take part in the run until `rounds` rounds have been completed (forever if None)."""
+        """Take part in the run until `rounds` rounds have been completed (forever if None), serving the status view."""
+        http = status_server.start(self.config.http, self.status)  # before setup: "starting" is worth seeing
+        watch_status = asyncio.create_task(self.status.watch(), name="status")
+        try:
+            await self._take_part(rounds)
+        finally:
+            watch_status.cancel()
+            if http is not None:
+                http.stop()
+
+    async def _take_part(self, rounds: int | None) -> None:
         await asyncio.to_thread(self.setup)
         await self.swarm.start(self.serve)
         watch_memory = asyncio.create_task(self.memory.watch(), name="peak-rss")
@@ -186,6 +199,7 @@ class SwarmNode:
         running: set[asyncio.Task] = set()
         try:
             round_ = await join(self)
+            self.status.joined(round_)
             while rounds is None or round_ < rounds:
                 task = asyncio.create_task(self._round(round_), name=f"round-{round_}")
                 running.add(task)

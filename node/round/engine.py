@@ -140,5 +140,6 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
     report.t_end = time.time()
     log.info("round %d: %s", r, report.to_json())
     report.append_to(node.files.rounds)
+    node.status.round_finished(report)
     node.forget_before(r - KEPT_ROUNDS)
     prune_payload_files(node.files.payloads, r - KEPT_ROUNDS)
