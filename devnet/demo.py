@@ -24,7 +24,9 @@ from devnet.adversaries import check_kind as check_adversary
 from devnet.calibrate import calibrate, fit_steps
 from devnet.dataset import dataset_run
 from devnet.judge import BOOTSTRAPS, judge, print_round
+from devnet.live import LiveTable, free_port, page_url
 from devnet.processes import start_bootstrap, start_node, start_sybils, stop, stop_tree, wait_for_file
+from devnet.startup import PHASES, StartUp
 from node.config import (
     ChainSpec,
     DataSpec,
@@ -62,9 +64,11 @@ def prepare(
     overlap: bool = True,
     fit: Callable[[RunSpec], RunSpec] = lambda spec: spec,
     data: str = "stdlib",
+    phase: Callable[[str], None] = lambda name: None,
 ) -> tuple[RunSpec, list[NodeConfig], list[str], list[str]]:
     """Fresh chain, keys and corpus under `out`: the spec (`fit` sets its inner steps), one node config
-    per node, the adversaries' hotkeys, and each node's adversary kind ("" for honest nodes).
+    per node, the adversaries' hotkeys, and each node's adversary kind ("" for honest nodes). Each
+    node serves its status page on a free loopback port; `phase` hears which part of the work begins.
 
     Honest nodes come first, each a validator (node0 has the most stake and signs manifests);
     adversaries follow with small stakes: registered, but no validator permit.
@@ -81,8 +85,10 @@ def prepare(
             target.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
 
+    phase(PHASES[1])
     model, data_spec = dataset_run(out / "data", data) if data != "stdlib" else (ModelSpec(), DataSpec())
     corpus = open_corpus(RunSpec(model=model, data=data_spec), out / "corpus")
+    phase(PHASES[2])
     chain = DevChain.create(out / "chain.sqlite", block_time=1.0, max_validators=peers)
     spec = fit(
         RunSpec(
@@ -114,6 +120,7 @@ def prepare(
                 torch_threads=1,
                 evaluate=(i == 0),
                 corpus_cache=str((out / "corpus").resolve()),
+                http=f"127.0.0.1:{free_port()}",
             )
         )
     return spec, nodes, cheaters, kinds
@@ -155,17 +162,6 @@ def run_demo(
     if round_seconds is None:  # on 2 cores every extra process slows everyone down
         round_seconds = 20.0 + 5.0 * max(0, total - 3)
     started = time.time()
-    calibration = calibrate(RunSpec(), total * ranks_per_node)
-    train_seconds = (OVERLAPPED if overlap else SEQUENTIAL).train * round_seconds
-
-    def fit(spec: RunSpec) -> RunSpec:
-        if inner_steps is not None:
-            return replace(spec, train=replace(spec.train, inner_steps=inner_steps))
-        return fit_steps(spec, train_seconds, calibration)
-
-    spec, node_configs, cheaters, kinds = prepare(out, peers, round_seconds, list(adversaries), seed, overlap, fit, data)
-    configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
-    round_zero = started + boot_seconds(total)  # approximately: the chain's block clock decides
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     procs: list[subprocess.Popen] = []  # the nodes
     boots: list[subprocess.Popen] = []
@@ -173,49 +169,75 @@ def run_demo(
     stops = _bootstrap_stops(rounds, bootstraps_down)
     stopped: list[dict] = []  # {bootstrap, peer_id, round}: round is the first that ran without it
     try:
-        boot_run_file = out / "bootstrap" / "run.toml"
-        atomic_write(boot_run_file, render_run_file(spec, NodeConfig()).encode())  # a bootstrap reads the spec only
-        for i in range(BOOTSTRAPS):
-            boots.append(start_bootstrap(out / "bootstrap" / f"boot{i}", boot_run_file, env))
-        infos = [wait_for_file(out / "bootstrap" / f"boot{i}" / "maddrs.json", 60, boots) for i in range(BOOTSTRAPS)]
-        maddrs = [addr for info in infos for addr in info["maddrs"]]
-        for node, path in zip(node_configs, configs, strict=True):
-            atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
-        if sybils:  # first, so that their start-up (a DHT process and a p2pd each) is over before round 0
-            swarm_of_sybils.append(start_sybils(out / "sybils", spec, maddrs, sybils, rounds, env))
-            print(f"demo: plus {sybils} unregistered Sybil identities flooding the DHT (log: {out}/sybils/sybil.log)")
-        on_time = configs[:-1] if late_rounds else configs
-        procs += [
-            start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds, strict=False)
-        ]  # a late joiner starts later
-        print(
-            f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s ({'overlapped' if overlap else 'sequential'}), "
-            f"H = {spec.train.inner_steps} inner steps on {spec.data.pages_per_round} pages "
-            f"(one step alone: {calibration.step_seconds_alone * 1000:.0f} ms), "
-            f"seed {'default' if seed is None else seed}, logs under {out}/nodes/*/node.log"
-        )
-        if adversaries:
-            print(f"demo: plus adversaries {', '.join(adversaries)} (nodes {peers}..{total - 1})")
-        if late_rounds:
-            print(f"demo: {configs[-1].parent.name} joins late, in round {late_rounds}")
-        print(f"{'round':>5} {'train_loss':>10} {'eval_loss':>9} {'manifest':>8} {'bytes_sent':>10}")
+        with StartUp() as startup:
+            startup.phase(PHASES[0])
+            calibration = calibrate(RunSpec(), total * ranks_per_node)
+            train_seconds = (OVERLAPPED if overlap else SEQUENTIAL).train * round_seconds
+
+            def fit(spec: RunSpec) -> RunSpec:
+                if inner_steps is not None:
+                    return replace(spec, train=replace(spec.train, inner_steps=inner_steps))
+                return fit_steps(spec, train_seconds, calibration)
+
+            spec, node_configs, cheaters, kinds = prepare(
+                out, peers, round_seconds, list(adversaries), seed, overlap, fit, data, startup.phase
+            )
+            configs = [Path(node.data_dir) / "run.toml" for node in node_configs]
+            pages = {path.parent.name: page_url(node.http) for node, path in zip(node_configs, configs, strict=True)}
+            round_zero = _round_zero(spec)
+            startup.phase(PHASES[3])
+            boot_run_file = out / "bootstrap" / "run.toml"
+            atomic_write(boot_run_file, render_run_file(spec, NodeConfig()).encode())  # a bootstrap reads the spec only
+            boot_http = [f"127.0.0.1:{free_port()}" for _ in range(BOOTSTRAPS)]
+            for i in range(BOOTSTRAPS):
+                boots.append(start_bootstrap(out / "bootstrap" / f"boot{i}", boot_run_file, env, boot_http[i]))
+            infos = [wait_for_file(out / "bootstrap" / f"boot{i}" / "maddrs.json", 60, boots) for i in range(BOOTSTRAPS)]
+            maddrs = [addr for info in infos for addr in info["maddrs"]]
+            startup.phase(PHASES[4])
+            for node, path in zip(node_configs, configs, strict=True):
+                atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
+            if sybils:  # first, so that their start-up (a DHT process and a p2pd each) is over before round 0
+                swarm_of_sybils.append(start_sybils(out / "sybils", spec, maddrs, sybils, rounds, env))
+                print(f"demo: plus {sybils} unregistered Sybil identities flooding the DHT (log: {out}/sybils/sybil.log)")
+            on_time = configs[:-1] if late_rounds else configs
+            procs += [
+                start_node(path, rounds, env, ranks_per_node, kind) for path, kind in zip(on_time, kinds, strict=False)
+            ]  # a late joiner starts later
+            print(
+                f"demo: {peers} nodes, {rounds} rounds of {round_seconds:.0f} s ({'overlapped' if overlap else 'sequential'}), "
+                f"H = {spec.train.inner_steps} inner steps on {spec.data.pages_per_round} pages "
+                f"(one step alone: {calibration.step_seconds_alone * 1000:.0f} ms), "
+                f"seed {'default' if seed is None else seed}, logs under {out}/nodes/*/node.log"
+            )
+            if adversaries:
+                print(f"demo: plus adversaries {', '.join(adversaries)} (nodes {peers}..{total - 1})")
+            if late_rounds:
+                print(f"demo: {configs[-1].parent.name} joins late, in round {late_rounds}")
+            for name, url in pages.items():
+                print(f"demo: {name} status page {url} (JSON {url}status, Prometheus {url}metrics)")
+            print(f"demo: bootstrap metrics {', '.join(f'http://{http}/metrics' for http in boot_http)}")
+            startup.countdown(round_zero, lambda: any(p.poll() is None for p in procs))
         deadline = round_zero + (rounds + 2) * round_seconds + 60
         printed = 0
-        while printed < rounds and time.time() < deadline:
-            if late_rounds and len(procs) == total - 1 and time.time() >= round_zero + late_rounds * round_seconds:
-                procs.append(start_node(configs[-1], rounds, env, ranks_per_node, kinds[-1]))
-            logs = [read_reports(path.parent / "rounds.jsonl") for path in on_time]
-            while printed < rounds and all(printed in log for log in logs):
-                print_round(printed, [log[printed] for log in logs])
-                printed += 1
-            for due in sorted(r for r in stops if r <= printed < rounds):
-                for i in stops.pop(due):
-                    stop([boots[i]])
-                    stopped.append({"bootstrap": f"boot{i}", "peer_id": infos[i]["peer_id"], "round": printed})
-                    print(f"demo: stopped bootstrap boot{i} as round {printed} began", flush=True)
-            if all(p.poll() is not None for p in procs) and printed < rounds:
-                break
-            time.sleep(0.5)
+        logs_of = {name: (url, path.parent / "rounds.jsonl") for (name, url), path in zip(pages.items(), configs, strict=True)}
+        with LiveTable(logs_of, title=f"{peers} nodes, {rounds} rounds of {round_seconds:.0f} s"):
+            print(f"{'round':>5} {'train_loss':>10} {'eval_loss':>9} {'manifest':>8} {'bytes_sent':>10}")
+            while printed < rounds and time.time() < deadline:
+                # as before the exact round 0 was known: a few seconds early, so that it is up in round `late_rounds`
+                if late_rounds and len(procs) == total - 1 and time.time() >= started + boot_seconds(total) + late_rounds * round_seconds:
+                    procs.append(start_node(configs[-1], rounds, env, ranks_per_node, kinds[-1]))
+                logs = [read_reports(path.parent / "rounds.jsonl") for path in on_time]
+                while printed < rounds and all(printed in log for log in logs):
+                    print_round(printed, [log[printed] for log in logs])
+                    printed += 1
+                for due in sorted(r for r in stops if r <= printed < rounds):
+                    for i in stops.pop(due):
+                        stop([boots[i]])
+                        stopped.append({"bootstrap": f"boot{i}", "peer_id": infos[i]["peer_id"], "round": printed})
+                        print(f"demo: stopped bootstrap boot{i} as round {printed} began", flush=True)
+                if all(p.poll() is not None for p in procs) and printed < rounds:
+                    break
+                time.sleep(0.5)
         for p in procs:
             try:
                 p.wait(timeout=max(5.0, deadline - time.time()))
@@ -242,7 +264,16 @@ def run_demo(
         honest=peers,
         seed=seed,
         tokens_per_second_alone=calibration.tokens_per_second_alone(spec),
+        pages={**pages, **{f"boot{i}": f"http://{http}/" for i, http in enumerate(boot_http)}},
     )
+
+
+def _round_zero(spec: RunSpec) -> float:
+    """When round 0 starts: the dev chain's block clock decides (node/service.py chain_genesis)."""
+    from node.chain import DevChain
+
+    chain = DevChain(spec.chain.path)
+    return chain.genesis_time + spec.schedule.start_block * chain.block_time
 
 
 def _bootstrap_stops(rounds: int, all_down: int) -> dict[int, list[int]]:

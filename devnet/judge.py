@@ -124,6 +124,7 @@ def judge(
     honest: int | None = None,
     seed: int | None = None,
     tokens_per_second_alone: float | None = None,
+    pages: dict[str, str] | None = None,
 ) -> int:
     """Write summary.json; non-zero exit when the swarm did not do its job.
 
@@ -175,6 +176,8 @@ def judge(
         "bootstraps": BOOTSTRAPS,
         "bootstraps_stopped": bootstraps_stopped or [],  # [{bootstrap, peer_id, round}]: round is the first without it
         "wall_seconds": round(wall, 1),
+        # node -> its status page (/status, /metrics, /healthz under it); bootstrap -> where its /metrics and /healthz are
+        "status_pages": pages or {},
     }
     if ranks_per_node > 1:  # every rank of every node wrote the state hash of the weights it holds at the end
         ranks = {p.parent.name: sorted(json.loads(f.read_text())["state_hash"] for f in p.parent.glob("ranks/rank*.json")) for p in configs}

@@ -100,7 +100,8 @@ def idle_priority() -> None:
         os.nice(19)
 
 
-def start_bootstrap(boot_dir: Path, run_file: Path, env: dict) -> subprocess.Popen:
+def start_bootstrap(boot_dir: Path, run_file: Path, env: dict, http: str = "") -> subprocess.Popen:
+    """`gradswarm bootstrap run`; with `http` (HOST:PORT) it serves /healthz and /metrics there."""
     boot_dir.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         [
@@ -117,6 +118,7 @@ def start_bootstrap(boot_dir: Path, run_file: Path, env: dict) -> subprocess.Pop
             str(boot_dir / "p2p.key"),
             "--maddrs-file",
             str(boot_dir / "maddrs.json"),
+            *(["--http", http] if http else []),
         ],
         stdout=open(boot_dir / "bootstrap.log", "wb"),
         stderr=subprocess.STDOUT,
