@@ -15,6 +15,7 @@ from node.commands import devchain as devchain_command
 from node.commands import export as export_command
 from node.commands import run as run_command
 from node.commands import sample as sample_command
+from node.commands import status as status_command
 from node.config import ConfigError, NodeConfig, RunSpec
 
 
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="ranks (GPUs) of this node: starts itself N times under torchrun; rank 0 talks to the swarm",
     )
     run.set_defaults(func=cmd_node_run)
+    status_command.add_parser(node)
 
     keys = sub.add_parser("keys", help="hotkeys in the bittensor wallet layout").add_subparsers(dest="action", required=True)
     new = keys.add_parser("new", help="create a hotkey")

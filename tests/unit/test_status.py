@@ -281,3 +281,31 @@ def test_a_taken_port_is_a_warning(tmp_path, caplog):
             assert status_server.start(f"127.0.0.1:{port}", StatusBoard(fake_node(tmp_path))) is None
     assert "status page not served" in caplog.text
     assert status_server.start("", StatusBoard(fake_node(tmp_path))) is None
+
+
+def test_node_status_prints_the_essentials(served, capsys):
+    from node.cli import main
+
+    _, _, clock, reports, url = served
+    assert main(["node", "status", "--url", url]) == 0
+    out = capsys.readouterr().out
+    assert "status-test" in out and HOTKEY in out and "ok" in out and "4 (train" in out
+    assert all(f"{r.train_loss:.4f}" in out for r in reports)  # one table row per round
+    assert "1/2 pass" in out and "1/1 pass" in out
+    clock.now += 10 * L
+    assert main(["node", "status", "--url", url]) == 1  # stalled
+    assert "stalled" in capsys.readouterr().out
+
+
+def test_node_status_without_a_node_is_a_clear_error(tmp_path, capsys):
+    from node.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["node", "status", "--url", f"http://127.0.0.1:{port}"]) == 2
+    assert "no node answers" in capsys.readouterr().err
+    run = tmp_path / "run.toml"
+    run.write_text(f'[node]\nhttp = "127.0.0.1:{port}"\n')
+    assert main(["node", "status", "--config", str(run)]) == 2
+    assert f"127.0.0.1:{port}" in capsys.readouterr().err
