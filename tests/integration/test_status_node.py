@@ -36,7 +36,6 @@ def consistent_view(node) -> tuple[dict, dict, dict]:
         time.sleep(0.2)
 
 
-@pytest.mark.slow
 def test_a_running_node_serves_what_it_writes(tmp_path):
     node = start_lone_node(tmp_path, rounds=ROUNDS + 1, round_seconds=12.0, inner_steps=8, boot_seconds=15.0)
     try:
