@@ -17,9 +17,7 @@ ROUNDS = 3
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
     with urllib.request.urlopen(url + "/metrics", timeout=5) as response:
         text = response.read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples
-    }
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(text) for s in family.samples}
 
 
 def consistent_view(node) -> tuple[dict, dict, dict]:
