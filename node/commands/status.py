@@ -88,7 +88,7 @@ def show(status: dict, health: dict, url: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=120)  # a pipe or a log: no 80-column squeeze
     ident, peers = status["identity"], status["peers"]
     colour = {"ok": "green", "starting": "yellow"}.get(health["status"], "red")
     console.print(f"[bold]{ident['run_name']}[/] node at {url}")
