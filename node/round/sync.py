@@ -40,7 +40,7 @@ async def fetch_signed_state(board: Board, manifest: RoundManifest, numel: int, 
             meter = Transfer(f"downloading the state of round {round_} from {peer.hex()[:16]}", log)
             try:
                 meter.start()
-                data = await swarm.fetch(peer, "state", target, max_state_bytes(numel), timeout=STATE_FETCH_TIMEOUT)
+                data = await swarm.fetch(peer, "state", target, max_state_bytes(numel), timeout=STATE_FETCH_TIMEOUT, progress=meter)
                 meter.done(len(data))
                 state = await asyncio.to_thread(parse_state, data, numel)
             except (TransferError, StateError) as e:

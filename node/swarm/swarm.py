@@ -204,8 +204,10 @@ class Swarm:
     def forget_before(self, round_: int) -> None:
         self.inbox.forget_before(round_)
 
-    async def fetch(self, peer_id: bytes, kind: str, digest: bytes, max_bytes: int, timeout: float = 60.0) -> bytes:
-        """Bytes whose sha256 (payloads) the caller checks; raises TransferError."""
+    async def fetch(
+        self, peer_id: bytes, kind: str, digest: bytes, max_bytes: int, timeout: float = 60.0, progress: transfer.Progress | None = None
+    ) -> bytes:
+        """Bytes whose sha256 (payloads) the caller checks; raises TransferError. `progress` sees them arrive."""
         assert self.p2p is not None
         try:
             peer = PeerID(peer_id)
@@ -215,7 +217,7 @@ class Swarm:
             raise transfer.TransferError("refusing to fetch from ourselves")
         if await self.bindings.hotkey_of(peer_id) is None:
             raise transfer.TransferError(f"peer {peer} is not bound to a registered hotkey on chain")
-        data = await transfer.fetch(self.p2p, peer, self.run_id, kind, digest, max_bytes, timeout)
+        data = await transfer.fetch(self.p2p, peer, self.run_id, kind, digest, max_bytes, timeout, progress)
         self.bytes_received[kind] = self.bytes_received.get(kind, 0) + len(data)
         return data
 

@@ -119,7 +119,9 @@ def test_a_state_sync_logs_its_download(caplog):
     good = OuterState.fresh(torch.arange(16, dtype=torch.float32))
     data = serialize_state(good, 5)
 
-    async def fetch(peer, kind, digest, max_bytes, timeout):
+    async def fetch(peer, kind, digest, max_bytes, timeout, progress):  # as transfer.ask reports a reply
+        progress(len(data), 0)
+        progress(len(data), len(data))
         return data
 
     async def peer_of(hotkey):
@@ -138,3 +140,4 @@ def test_a_state_sync_logs_its_download(caplog):
     said = [r.getMessage() for r in caplog.records if r.name == "node.round.sync"]
     what = f"downloading the state of round 5 from {b'holder'.hex()}"
     assert said[0] == f"{what}: started" and said[1].startswith(f"{what}: {amount(len(data))} in ")
+    assert len([s for s in said if s.startswith(what)]) == 2  # the size announcement did not start a second meter

@@ -29,7 +29,7 @@ class Swarm:
     async def _peer_of(self, hotkey: str) -> bytes | None:
         return self.signer_peer
 
-    async def fetch(self, peer: bytes, kind: str, digest: bytes, max_bytes: int, timeout: float) -> bytes:
+    async def fetch(self, peer: bytes, kind: str, digest: bytes, max_bytes: int, timeout: float, progress=None) -> bytes:
         self.asked.append(peer)
         if peer not in self.served:
             raise TransferError("offline")
