@@ -19,23 +19,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import sysconfig
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from devnet import lone  # noqa: E402
 from devnet.dataset import train_bpe  # noqa: E402
-from node.chain import DevChain  # noqa: E402
-from node.config import ChainSpec, DataSpec, ModelSpec, NodeConfig, RunSpec, ScheduleSpec, TrainSpec, render_run_file  # noqa: E402
+from node.config import DataSpec, ModelSpec, RunSpec, TrainSpec  # noqa: E402
 from node.data.sources import open_corpus  # noqa: E402
 from node.data.tokenizer import load_tokenizer  # noqa: E402
 from node.fsutil import atomic_write  # noqa: E402
-from node.keys import new_hotkey  # noqa: E402
 
 PART_BYTES = 64 << 20
 
@@ -90,41 +88,12 @@ def build(spec: RunSpec, cache: Path, text_bytes: int) -> Build:
 
 def run_node(name: str, spec: RunSpec, work: Path, cache: Path, rounds: int) -> NodeRun:
     """One node alone on a fresh dev chain: `gradswarm node run` as a process, its own RSS reports read back."""
-    folder = work / name
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in folder.glob("chain.sqlite*"):
-        stale.unlink()
-    chain = DevChain.create(folder / "chain.sqlite", block_time=1.0, max_validators=1)
-    key = new_hotkey("node", "default", folder / "wallets", seed=b"\x11" * 32, overwrite=True)
-    chain.register(key.ss58_address)
-    chain.add_stake(key.ss58_address, 100.0)
-    corpus = open_corpus(spec, cache)
-    spec = replace(
-        spec,
-        data=replace(spec.data, digest=corpus.digest),
-        chain=ChainSpec(kind="dev", path=str(folder / "chain.sqlite")),
-        schedule=ScheduleSpec(start_block=chain.block() + 25, round_seconds=20.0),
-    )
-    node = NodeConfig(
-        data_dir=str(folder / "node"),
-        wallet="node",
-        wallet_root=str(folder / "wallets"),
-        torch_threads=1,
-        evaluate=True,
-        corpus_cache=str(cache),
-    )
-    config = folder / "run.toml"
-    atomic_write(config, render_run_file(spec, node).encode())
-    with open(folder / "node.log", "wb") as log:
-        subprocess.run(
-            [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config), "--rounds", str(rounds - 1)],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            check=True,
-            timeout=120 + 30 * rounds,
-        )
-    reports = [json.loads(line) for line in (folder / "node" / "rounds.jsonl").read_text().splitlines()]
+    run = lone.prepare(work / name, spec, cache, boot_seconds=25, round_seconds=20.0, http=False, seed=b"\x11" * 32)
+    process = lone.start(run, rounds - 1, work / name / "node.log")
+    if process.wait(timeout=120 + 30 * rounds) != 0:
+        raise RuntimeError(f"the node on {name} failed: see {work / name / 'node.log'}")
+    reports = [json.loads(line) for line in (run.data_dir / "rounds.jsonl").read_text().splitlines()]
+    corpus = open_corpus(run.spec, cache)
     return NodeRun(name, corpus.manifest.num_tokens, max(r["peak_rss_bytes"] for r in reports), [r["rss_bytes"] for r in reports])
 
 

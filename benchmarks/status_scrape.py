@@ -21,66 +21,29 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from node.chain import DevChain  # noqa: E402
-from node.config import ChainSpec, NodeConfig, RunSpec, ScheduleSpec, render_run_file  # noqa: E402
-from node.data.sources import open_corpus  # noqa: E402
-from node.fsutil import atomic_write  # noqa: E402
-from node.keys import new_hotkey  # noqa: E402
+from devnet import lone  # noqa: E402
+from node.config import RunSpec  # noqa: E402
 
 COUNTER = "gradswarm_node_http_request_seconds_total"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_node(work: Path, rounds: int, round_seconds: float, boot_seconds: int) -> tuple[subprocess.Popen, str, float, Path]:
     """The node process, its status URL, the wall time of round 0's start, and its data folder."""
-    work.mkdir(parents=True, exist_ok=True)
-    for stale in [*work.glob("chain.sqlite*"), work / "node" / "rounds.jsonl", work / "node" / "state.safetensors"]:
-        stale.unlink(missing_ok=True)
-    chain = DevChain.create(work / "chain.sqlite", block_time=1.0, max_validators=1)
-    key = new_hotkey("node", "default", work / "wallets", seed=b"\x17" * 32, overwrite=True)
-    chain.register(key.ss58_address)
-    chain.add_stake(key.ss58_address, 100.0)
-    spec = RunSpec(name="status-scrape")
-    cache = work / "corpus"
-    corpus = open_corpus(spec, cache)
-    start_block = chain.block() + boot_seconds
-    spec = replace(
-        spec,
-        data=replace(spec.data, digest=corpus.digest),
-        chain=ChainSpec(kind="dev", path=str(work / "chain.sqlite")),
-        schedule=ScheduleSpec(start_block=start_block, round_seconds=round_seconds),
+    run = lone.prepare(
+        work,
+        RunSpec(name="status-scrape"),
+        work / "corpus",
+        boot_seconds=boot_seconds,
+        round_seconds=round_seconds,
+        http=True,
+        seed=b"\x17" * 32,
     )
-    port = free_port()
-    node = NodeConfig(
-        data_dir=str(work / "node"),
-        wallet="node",
-        wallet_root=str(work / "wallets"),
-        torch_threads=1,
-        evaluate=True,
-        corpus_cache=str(cache),
-        http=f"127.0.0.1:{port}",
-    )
-    config = work / "run.toml"
-    atomic_write(config, render_run_file(spec, node).encode())
-    log = open(work / "node.log", "wb")  # noqa: SIM115 (the process writes it until it exits)
-    process = subprocess.Popen(
-        [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config), "--rounds", str(rounds)],
-        cwd=REPO,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return process, f"http://127.0.0.1:{port}", chain.genesis_time + start_block * chain.block_time, work / "node"
+    return lone.start(run, rounds, work / "node.log"), run.url, run.round0_time, run.data_dir
 
 
 def counter_of(text: str) -> float:

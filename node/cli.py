@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -72,6 +73,9 @@ def run_node(config_path: Path, rounds: int | None, nproc: int = 1, verbose: boo
         print(f"hotkey {keypair.ss58_address} is not registered on the subnet", file=sys.stderr)
         return 2
     node = SwarmNode(spec, config, keypair, chain, ranks=ranks, worker_class=worker_class or Worker)
+    # SIGTERM (systemd's stop, a test's terminate) shuts down as Ctrl-C does: without it the DHT's own
+    # process outlived the node, orphaned
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         import uvloop
 

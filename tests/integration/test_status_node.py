@@ -35,7 +35,7 @@ def consistent_view(node) -> tuple[dict, dict, dict]:
 
 
 def test_a_running_node_serves_what_it_writes(tmp_path):
-    node = start_lone_node(tmp_path, rounds=ROUNDS + 1, round_seconds=12.0, inner_steps=8, boot_seconds=15.0)
+    node = start_lone_node(tmp_path, rounds=ROUNDS, round_seconds=12.0, inner_steps=8, boot_seconds=15.0)
     try:
         node.wait_for_reports(1, timeout=60)
         early = node.status()
@@ -66,3 +66,32 @@ def test_a_running_node_serves_what_it_writes(tmp_path):
     assert metrics[("gradswarm_node_http_request_seconds_total", ())] > 0
     assert health == status["health"] | {"last_round_end_age_seconds": health["last_round_end_age_seconds"]}
     assert health["status"] == "ok" and health["round"] == last["round"]
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_node_and_its_dht_process_as_ctrl_c_does(tmp_path):
+    """systemd stops a service with SIGTERM: the node shuts down (exit 130) and leaves no process behind."""
+    import subprocess
+
+    node = start_lone_node(tmp_path, rounds=ROUNDS + 3, round_seconds=12.0, inner_steps=8, boot_seconds=15.0)
+    try:
+        node.wait_for_reports(1, timeout=90)
+        children = subprocess.run(["pgrep", "-P", str(node.process.pid)], capture_output=True, text=True).stdout.split()
+        assert children, "the node runs its DHT in a process of its own"
+        node.process.terminate()
+        assert node.process.wait(timeout=30) == 130
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_running(pid) for pid in children):
+            time.sleep(0.2)
+        assert not [pid for pid in children if _running(pid)]
+    finally:
+        node.stop()
+
+
+def _running(pid: str) -> bool:
+    """Alive and not a zombie waiting to be reaped by init."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[-1][0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -273,7 +273,7 @@ def test_the_page_follows_a_lone_node(browser, tmp_path):
 
     screenshot_to = os.environ.get("GRADSWARM_SCREENSHOT", "")
     wanted = 6 if screenshot_to else 2  # a picture for the docs is worth a few more rounds
-    node = start_lone_node(tmp_path / "lone", rounds=wanted + 3)
+    node = start_lone_node(tmp_path / "lone", rounds=wanted + 2)
     watched = None
     try:
         node.wait_for_reports(0, timeout=90)  # its status server answers

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-
-from tests.support import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,46 +71,19 @@ def start_lone_node(
     corpus_cache: Path | None = None,
 ) -> LoneNode:
     """Start the node (returns at once; see LoneNode.wait_for_reports). Round 0 begins `boot_seconds`
-    of dev-chain blocks from now; the process exits after `rounds` rounds (0 .. rounds - 1)."""
-    from node.chain import DevChain
-    from node.config import ChainSpec, NodeConfig, RunSpec, ScheduleSpec, render_run_file
-    from node.data.sources import open_corpus
-    from node.fsutil import atomic_write
-    from node.keys import new_hotkey
+    of dev-chain blocks from now; the process runs rounds 0 .. rounds - 1, then exits."""
+    from devnet import lone
+    from node.config import RunSpec, TrainSpec
 
-    folder.mkdir(parents=True, exist_ok=True)
-    cache = corpus_cache or folder / "corpus"
-    chain = DevChain.create(folder / "chain.sqlite", block_time=1.0, max_validators=1)
-    key = new_hotkey("lone", "default", folder / "wallets", seed=b"\x16" * 32, overwrite=True)
-    chain.register(key.ss58_address)
-    chain.add_stake(key.ss58_address, 100.0)
-    spec = RunSpec(name="lone-status")
-    corpus = open_corpus(spec, cache)
-    spec = replace(
+    spec = RunSpec(name="lone-status", train=TrainSpec(inner_steps=inner_steps))
+    run = lone.prepare(
+        folder,
         spec,
-        data=replace(spec.data, digest=corpus.digest),
-        train=replace(spec.train, inner_steps=inner_steps),
-        chain=ChainSpec(kind="dev", path=str(folder / "chain.sqlite")),
-        schedule=ScheduleSpec(start_block=chain.block() + int(boot_seconds), round_seconds=round_seconds),
+        corpus_cache or folder / "corpus",
+        boot_seconds=boot_seconds,
+        round_seconds=round_seconds,
+        http=True,
+        seed=b"\x16" * 32,
     )
-    port = free_port()
-    node = NodeConfig(
-        data_dir=str(folder / "node"),
-        wallet="lone",
-        wallet_root=str(folder / "wallets"),
-        torch_threads=1,
-        evaluate=True,
-        corpus_cache=str(cache),
-        http=f"127.0.0.1:{port}",
-    )
-    config = folder / "run.toml"
-    atomic_write(config, render_run_file(spec, node).encode())
     log = folder / "node.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "node.cli", "node", "run", "--config", str(config), "--rounds", str(rounds - 1)],
-            cwd=REPO,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return LoneNode(process, f"http://127.0.0.1:{port}", folder / "node", log, key.ss58_address)
+    return LoneNode(lone.start(run, rounds, log), run.url, run.data_dir, log, run.hotkey)
