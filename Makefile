@@ -7,7 +7,7 @@ PEERS ?= 3
 ROUNDS ?= 12
 OUT ?= demo-out
 
-.PHONY: demo test test-unit test-integration test-slow lint bench-efficiency bench-data clean
+.PHONY: demo test test-unit test-integration test-slow test-faults lint bench-efficiency bench-data clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,14 @@ test-integration: $(VENV)/.installed
 
 test-slow: $(VENV)/.installed
 	$(PY) -m pytest -q -m slow
+
+# Every fault scenario of devnet/faults/ on a real swarm in network namespaces (root, /dev/net/tun; nftables
+# for the NAT host, libfaketime for the clocks), on two seeds: about 90 min on 2 cores. Records
+# benchmarks/results/faults.json and prints the README's table; exits non-zero if a scenario failed.
+FAULT_SEEDS ?= 1 2
+test-faults: $(VENV)/.installed
+	command -v nft >/dev/null && test -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 || apt-get install -y -q nftables faketime
+	$(PY) -m devnet.faults --all --seeds $(FAULT_SEEDS) --work faults-out
 
 # The swarm against centralized AdamW and dense DiLoCo at equal tokens, and two demos with and without
 # overlap: about 30 min on 2 cores. Writes benchmarks/results/efficiency.{json,png}.

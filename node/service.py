@@ -192,9 +192,8 @@ class SwarmNode:
 
     async def _take_part(self, rounds: int | None) -> None:
         await asyncio.to_thread(self.setup)
-        await self.swarm.start(self.serve)
+        await self.swarm.start(self.serve, lambda p2p: serve_audit(p2p, self.audit, self.states.serialized))
         watch_memory = asyncio.create_task(self.memory.watch(), name="peak-rss")
-        await serve_audit(self.swarm.p2p, self.audit, self.states.serialized)
         log.info("node %s peer %s listening on %s", self.hotkey, self.swarm.peer_id.hex()[:16], self.swarm.visible_maddrs())
         running: set[asyncio.Task] = set()
         try:

@@ -18,8 +18,9 @@ bootstrap list, with exponential backoff, until one answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -44,6 +45,9 @@ M = TypeVar("M")
 WATCH_SECONDS = 5.0  # how often a node checks that it still has peers
 REJOIN_FIRST_DELAY = 2.0  # then doubling after every failed round of dials ...
 REJOIN_MAX_DELAY = 120.0  # ... up to this
+DAEMON_CHECKS = 3  # consecutive watches the p2p daemon left unanswered before it is replaced
+
+Service = Callable[[P2P], Awaitable[None]]  # registers a stream handler on a daemon
 
 
 async def rejoin(_dht: hivemind.DHT, node: DHTNode, maddrs: tuple[str, ...]) -> int:
@@ -95,9 +99,16 @@ class Swarm:
         self._pushes: set[asyncio.Task] = set()
         self._watchdog: asyncio.Task | None = None
 
-    async def start(self, lookup: transfer.BlobLookup) -> None:
-        """Join the DHT through the bootstrap peers and start serving blobs."""
+    async def start(self, lookup: transfer.BlobLookup, *services: Service) -> None:
+        """Join the DHT through the bootstrap peers and start serving blobs and `services`
+        (stream handlers registered again on every new daemon, see `_watch`)."""
         self.identity_path.parent.mkdir(parents=True, exist_ok=True)
+        self._lookup, self._services = lookup, services
+        await self._open()
+        self._watchdog = asyncio.create_task(self._watch(), name="swarm-watch")
+
+    async def _open(self) -> None:
+        """A DHT process with its own p2pd, our client of that daemon, and every stream handler on it."""
         self.dht = await asyncio.to_thread(
             hivemind.DHT,
             initial_peers=self.bootstrap,
@@ -108,6 +119,7 @@ class Swarm:
             await_ready=True,
         )
         self.p2p = await self.dht.replicate_p2p()
+        lookup = self._lookup
 
         async def counted(kind: str, digest: bytes) -> bytes | None:
             data = await lookup(kind, digest)
@@ -117,8 +129,8 @@ class Swarm:
 
         await transfer.serve(self.p2p, self.run_id, counted, self._bound)
         await push.serve(self.p2p, self.run_id, self.inbox, self._bound)
-        if self.bootstrap:
-            self._watchdog = asyncio.create_task(self._keep_joined(), name="swarm-rejoin")
+        for service in self._services:
+            await service(self.p2p)
 
     async def _bound(self, peer_id: bytes) -> bool:
         """Only peer ids a registered hotkey has bound on chain may open fetch streams."""
@@ -127,16 +139,29 @@ class Swarm:
         self.refused_streams += 1
         return False
 
-    async def _keep_joined(self) -> None:
-        """Re-dial the bootstraps whenever no peer is connected; back off while none answers."""
-        assert self.dht is not None and self.p2p is not None
-        delay = REJOIN_FIRST_DELAY
+    async def _watch(self) -> None:
+        """Keep the p2p stack alive and joined.
+
+        A p2pd that stops answering (killed, out of memory) leaves the node deaf and mute while it
+        still trains: after DAEMON_CHECKS unanswered checks, or when the DHT process is gone, the
+        stack is replaced by a new one with the same identity (so the same bound peer id). With no
+        connected peer, the bootstrap list is re-dialed with backoff."""
+        delay, unanswered = REJOIN_FIRST_DELAY, 0
         while True:
             await asyncio.sleep(WATCH_SECONDS)
+            assert self.dht is not None and self.p2p is not None
             try:
-                if await self.p2p.list_peers():
-                    continue
-                while True:
+                peers = await asyncio.wait_for(self.p2p.list_peers(), WATCH_SECONDS)
+                unanswered = 0
+            except Exception as e:
+                unanswered += 1
+                if unanswered >= DAEMON_CHECKS or not self.dht.is_alive():
+                    log.error("the p2p daemon stopped answering (%r): starting a new one", e)
+                    await self._reopen()
+                    unanswered = 0
+                continue
+            try:
+                while not peers and self.bootstrap:
                     log.warning("no peers left: re-dialing %d bootstrap peers", len(self.bootstrap))
                     answered = await self.dht.run_coroutine(partial(rejoin, maddrs=tuple(self.bootstrap)), return_future=True)
                     if answered:
@@ -148,6 +173,20 @@ class Swarm:
                     delay = min(2 * delay, REJOIN_MAX_DELAY)
             except Exception as e:  # a hiccup of the DHT process must not end the watch
                 log.warning("peer watch failed: %r", e)
+
+    async def _reopen(self) -> None:
+        old_dht, old_p2p = self.dht, self.p2p
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(old_p2p.shutdown(), WATCH_SECONDS)
+        await asyncio.to_thread(old_dht.shutdown)  # hivemind terminates a DHT process that does not stop
+        while True:
+            try:
+                await self._open()
+                log.info("the p2p stack is back: peer %s on %s", self.dht.peer_id, self.visible_maddrs())
+                return
+            except Exception as e:  # e.g. the port is still held: try again
+                log.error("starting a new p2p stack failed: %r", e)
+                await asyncio.sleep(WATCH_SECONDS)
 
     @property
     def peer_id(self) -> bytes:
