@@ -28,6 +28,7 @@ from bootstrap.validation import CountingValidator
 from bootstrap.web import serve
 from node.chain import ChainView
 from node.fsutil import atomic_write
+from node.swarm.owned import OwnedDHT
 from node.swarm.swarm import rejoin
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ class Bootstrap:
         s = self.settings
         peer_id = ensure_identity(s.identity)
         log.info("bootstrap identity %s from %s", peer_id, s.identity)
-        self.dht = hivemind.DHT(
+        self.dht = OwnedDHT(
             initial_peers=[],
             host_maddrs=list(s.listen),
             announce_maddrs=list(s.announce) or None,

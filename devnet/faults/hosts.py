@@ -11,7 +11,9 @@ Needs root (CAP_NET_ADMIN), /dev/net/tun, iproute2, and nftables for NAT hosts.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +146,21 @@ class Network:
         self._namespaces.append(name)
         ip("link", "set", "lo", "up", netns=name)
 
+    def leftovers(self) -> dict[str, list[int]]:
+        """Processes still running in each namespace (after every member was reaped: orphans)."""
+        found = {}
+        for name in self._namespaces:
+            done = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+            pids = [int(pid) for pid in done.stdout.split()]
+            if pids:
+                found[name] = pids
+        return found
+
     def close(self) -> None:
+        for pids in self.leftovers().values():
+            for pid in pids:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
         self.switch.stop()
         for name in reversed(self._namespaces):
             with contextlib.suppress(HostError):

@@ -43,16 +43,17 @@ class Scenario:
 
 
 def kill_and_restart(swarm: FaultSwarm, rng: random.Random) -> Fault:
-    """kill -9 node2 at a random moment of round 2, restart it; then again inside a checkpoint write."""
+    """kill -9 node2 at a random moment between rounds 1.5 and 2.5, restart it; then again inside one of its
+    checkpoint writes from round 3 on."""
     target, member = "node2", swarm.nodes["node2"]
-    start = 2.0 + rng.random()
+    start = 1.5 + rng.random()
     swarm.wait_until(start)
     member.signal(signal.SIGKILL)
     swarm.restart(target)
     notes = [f"killed at round {start:.2f}"]
-    swarm.wait_until(4.0)
-    caught = _kill_inside_write(swarm, target, until=swarm.at(5.5))
-    notes.append(f"killed inside the write of {caught}" if caught else "no checkpoint write seen: killed at round 5.5")
+    swarm.wait_until(3.0)
+    caught = _kill_inside_write(swarm, target, until=swarm.at(4.5))
+    notes.append(f"killed inside the write of {caught}" if caught else "no checkpoint write seen: killed at round 4.5")
     if not caught:
         member.signal(signal.SIGKILL)
     swarm.restart(target)
@@ -226,9 +227,9 @@ def _dials(host, address: str, port: int) -> bool:
 
 
 SCENARIOS = [
-    Scenario("kill9", "kill -9 at random and inside a checkpoint write, restart", kill_and_restart, fast=True),
+    Scenario("kill9", "kill -9 at random and inside a checkpoint write, restart", kill_and_restart, rounds=7, fast=True),
     Scenario("signer", "kill -9 the manifest signer at its signing slot", kill_signer),
-    Scenario("freeze", "SIGSTOP a node for two rounds, then SIGCONT", freeze, fast=True),
+    Scenario("freeze", "SIGSTOP a node for two rounds, then SIGCONT", freeze),
     Scenario("p2pd", "kill -9 a node's p2pd", kill_p2pd),
     Scenario("chain", "dev chain outage for three rounds", chain_outage, rounds=9),
     Scenario("skew5", "clocks +5 s and -5 s", skew_5s, setup=_skewed_clocks),

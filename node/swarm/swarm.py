@@ -34,6 +34,7 @@ from hivemind.utils.multiaddr import Multiaddr
 from node.chain import ChainView
 from node.swarm import push, records, transfer
 from node.swarm.binding import ChainBindings
+from node.swarm.owned import OwnedDHT
 from protocol import signing, wire
 from protocol.lifetimes import MAX_RECORD_TTL
 from protocol.wire import ProtocolError, Rejection
@@ -41,10 +42,12 @@ from protocol.wire import ProtocolError, Rejection
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
+A = TypeVar("A")
 
 WATCH_SECONDS = 5.0  # how often a node checks that it still has peers
 REJOIN_FIRST_DELAY = 2.0  # then doubling after every failed round of dials ...
 REJOIN_MAX_DELAY = 120.0  # ... up to this
+DHT_CALL_SECONDS = 20.0  # a DHT read or write that takes longer is given up
 DAEMON_CHECKS = 3  # consecutive watches the p2p daemon left unanswered before it is replaced
 
 Service = Callable[[P2P], Awaitable[None]]  # registers a stream handler on a daemon
@@ -110,7 +113,7 @@ class Swarm:
     async def _open(self) -> None:
         """A DHT process with its own p2pd, our client of that daemon, and every stream handler on it."""
         self.dht = await asyncio.to_thread(
-            hivemind.DHT,
+            OwnedDHT,
             initial_peers=self.bootstrap,
             host_maddrs=[f"/ip4/{self.host}/tcp/{self.port}"],
             identity_path=str(self.identity_path),
@@ -163,7 +166,8 @@ class Swarm:
             try:
                 while not peers and self.bootstrap:
                     log.warning("no peers left: re-dialing %d bootstrap peers", len(self.bootstrap))
-                    answered = await self.dht.run_coroutine(partial(rejoin, maddrs=tuple(self.bootstrap)), return_future=True)
+                    dialing = self.dht.run_coroutine(partial(rejoin, maddrs=tuple(self.bootstrap)), return_future=True)
+                    answered = await self._answer(dialing, "re-dialing the bootstraps", 0)
                     if answered:
                         log.info("rejoined the swarm through %d of %d bootstrap peers", answered, len(self.bootstrap))
                         delay = REJOIN_FIRST_DELAY
@@ -205,15 +209,22 @@ class Swarm:
         self._pushes.add(task)
         task.add_done_callback(self._pushes.discard)
         expires_at = min(expires_at, get_dht_time() + MAX_RECORD_TTL - 60)
-        return bool(
-            await self.dht.store(
-                records.key_for(msg),
-                wire.encode(msg),
-                expires_at,
-                subkey=msg.hotkey,  # type: ignore[attr-defined]
-                return_future=True,
-            )
-        )
+        stored = self.dht.store(records.key_for(msg), wire.encode(msg), expires_at, subkey=msg.hotkey, return_future=True)  # type: ignore[attr-defined]
+        return bool(await self._answer(stored, f"storing a {type(msg).__name__}", False))
+
+    async def _answer(self, future: Awaitable[A], what: str, otherwise: A) -> A:
+        """What the DHT process answers, or `otherwise` after DHT_CALL_SECONDS: a DHT process that died
+        (its p2pd killed) never answers, and a round task waiting on it would never end."""
+        try:
+            return await asyncio.wait_for(future, DHT_CALL_SECONDS)
+        except TimeoutError:
+            log.warning("%s: the DHT did not answer within %.0f s", what, DHT_CALL_SECONDS)
+            return otherwise
+
+    async def rejections(self) -> dict[str, int] | None:
+        """The DHT validator's refusal counts by reason; None when the DHT process does not answer."""
+        assert self.dht is not None
+        return await self._answer(self.dht.run_coroutine(records.validator_rejections, return_future=True), "reading refusals", None)
 
     async def _push(self, msg: object) -> None:
         assert self.p2p is not None
@@ -226,7 +237,7 @@ class Swarm:
     async def get(self, key: str, kind: type[M]) -> list[M]:
         """Every valid `kind` message stored under `key` or pushed to us for it, one per signer."""
         assert self.dht is not None
-        found = await self.dht.get(key, latest=True, return_future=True)
+        found = await self._answer(self.dht.get(key, latest=True, return_future=True), f"reading {key}", None)
         messages: dict[str, M] = {}
         for subkey, item in found.value.items() if found is not None and isinstance(found.value, dict) else ():
             try:

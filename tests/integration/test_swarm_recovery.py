@@ -1,6 +1,10 @@
 """A node whose p2pd dies gets a new p2p stack by itself: same peer id, every stream handler back."""
 
 import asyncio
+import json
+import subprocess
+import sys
+import time
 
 import psutil
 from hivemind.p2p import PeerID
@@ -55,3 +59,32 @@ def test_a_killed_p2pd_is_replaced_and_serves_again(tmp_path, chain, monkeypatch
             await a.shutdown()
 
     asyncio.run(scenario())
+
+
+OWNER = """
+import json, sys, time
+import psutil
+from node.swarm.owned import OwnedDHT
+dht = OwnedDHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True, await_ready=True)
+family = [p.pid for p in psutil.Process().children(recursive=True)]
+print(json.dumps(family), flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_dht_process_and_its_p2pd_end_with_a_killed_node():
+    """kill -9 of the node must not leave its DHT process and p2pd holding its identity."""
+    owner = subprocess.Popen([sys.executable, "-c", OWNER], stdout=subprocess.PIPE, text=True)
+    try:
+        family = json.loads(owner.stdout.readline())
+        names = {psutil.Process(pid).name() for pid in family}
+        assert "p2pd" in names and len(family) >= 2, names
+        owner.kill()
+        owner.wait()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in family):
+            time.sleep(0.2)
+        alive = [pid for pid in family if psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"]
+        assert not alive, f"outlived the node: {alive}"
+    finally:
+        owner.kill()
