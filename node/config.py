@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from node.data.spec import DataSpec
 from protocol.plan import PlanSpec
 
 MAX_CONFIG_BYTES = 1 << 20
+INT_RANGE = range(-(1 << 63), 1 << 63)  # TOML's integers; tomllib takes any size
 
 
 class ConfigError(ValueError):
@@ -225,16 +227,16 @@ def _build(cls: type, table: Any, where: str) -> Any:
         if dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, raw, label)
         elif hint is float:
-            if isinstance(raw, bool) or not isinstance(raw, (int, float)):
-                raise ConfigError(f"{label} must be a number")
+            if isinstance(raw, bool) or not isinstance(raw, (int, float)) or not math.isfinite(raw):
+                raise ConfigError(f"{label} must be a number (not nan or inf)")
             kwargs[name] = float(raw)
         elif typing.get_origin(hint) is tuple:
             if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
                 raise ConfigError(f"{label} must be a list of strings")
             kwargs[name] = tuple(raw)
         else:
-            if not isinstance(raw, hint) or (hint is int and isinstance(raw, bool)):
-                raise ConfigError(f"{label} must be {hint.__name__}")
+            if not isinstance(raw, hint) or (hint is int and (isinstance(raw, bool) or raw not in INT_RANGE)):
+                raise ConfigError(f"{label} must be {hint.__name__}{' (64 bits at most)' if hint is int else ''}")
             kwargs[name] = raw
     try:
         return cls(**kwargs)
@@ -250,7 +252,7 @@ def _require(condition: bool, message: str) -> None:
 def parse_run_file(text: str) -> tuple[RunSpec, NodeConfig]:
     try:
         document = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
+    except (tomllib.TOMLDecodeError, RecursionError) as e:  # tomllib recurses once per nested array or inline table
         raise ConfigError(f"not valid TOML: {e}") from None
     node_table = document.pop("node", {})
     spec_table = {"name": document.pop("name", "gradswarm"), **document}
@@ -262,7 +264,7 @@ def load_run_file(path: Path) -> tuple[RunSpec, NodeConfig]:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
         text = path.read_text(encoding="utf-8")
-    except OSError as e:
+    except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"cannot read {path}: {e}") from None
     return parse_run_file(text)
 
@@ -273,7 +275,8 @@ def toml_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value)
+        # TOML's basic string is JSON's, less surrogate pairs (so characters past U+FFFF stay raw), plus an escaped DEL
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(toml_value(v) for v in value) + "]"
     raise TypeError(f"cannot write {type(value).__name__} to TOML")

@@ -33,7 +33,7 @@ class PeerBinding:
     signature: bytes = bounded(max_len=SIGNATURE_BYTES, default=b"")
 
 
-@message("contribution_meta", max_bytes=768)
+@message("contribution_meta", max_bytes=1024)  # 986 with every field at its bound
 @dataclass(frozen=True)
 class ContributionMeta:
     """Announces a compressed pseudo-gradient for `round`, content-addressed by `digest`."""

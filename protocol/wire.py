@@ -9,9 +9,9 @@ with a `Rejection` saying what kind of problem it is.
 Envelope layout (msgpack): ``[WIRE_VERSION, type_name, [field values...]]``.
 Field values appear in dataclass declaration order; nested messages are
 encoded as lists the same way. Only int, float, bool, str, bytes, nested
-dataclasses and homogeneous tuples are allowed, and msgpack encodes each of
-them in exactly one way, so the encoding doubles as the canonical bytes that
-signatures cover.
+dataclasses and homogeneous tuples are allowed, `encode` writes each of them
+in exactly one way, and `decode` accepts only that way, so the encoding
+doubles as the canonical bytes that signatures cover.
 """
 
 from __future__ import annotations
@@ -142,9 +142,10 @@ def decode(data: bytes, expected: type[T] | None = None) -> T:
     ceiling = _MAX_BYTES[expected] if expected is not None else MAX_ENVELOPE_BYTES
     if len(data) > ceiling:
         raise ProtocolError(f"message of {len(data)} bytes exceeds limit {ceiling}", reason=Rejection.OVERSIZED)
+    data = bytes(data)
     try:
         envelope = msgpack.unpackb(
-            bytes(data),
+            data,
             raw=False,
             use_list=True,
             strict_map_key=True,
@@ -170,7 +171,14 @@ def decode(data: bytes, expected: type[T] | None = None) -> T:
         raise ProtocolError(f"expected {type_name_of(expected)}, got {type_name}")
     if len(data) > _MAX_BYTES[cls]:
         raise ProtocolError(f"{type_name}: {len(data)} bytes exceeds limit {_MAX_BYTES[cls]}", reason=Rejection.OVERSIZED)
-    return _build(cls, fields, type_name)
+    msg = _build(cls, fields, type_name)
+    # msgpack spells some values several ways (an int in 1 or 9 bytes, a float in 5 or 9, a str with a
+    # longer length field). Only the spelling `encode` writes is taken, so that a message has one
+    # encoding: its sha256 names it (the DHT's store cap counts records by it) and it re-encodes within
+    # its bound (a float32 spelling would fit where the canonical float64 one does not).
+    if msgpack.packb([WIRE_VERSION, type_name, _to_plain(msg)], use_bin_type=True) != data:
+        raise ProtocolError(f"{type_name}: not the canonical encoding of its fields")
+    return msg
 
 
 def _build(cls: type, values: Any, where: str) -> Any:

@@ -22,6 +22,7 @@ never the rest.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -99,7 +100,7 @@ class CorpusManifest:
         """Strictly parse a manifest and check that its digest matches its fields."""
         try:
             obj = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # RecursionError: arrays nested thousands deep
             raise CorpusIntegrityError(f"corpus manifest is not valid JSON: {e}") from None
         if not isinstance(obj, dict) or set(obj) != {*_FIELDS, "digest"}:
             raise CorpusIntegrityError("corpus manifest has missing or unexpected fields")
@@ -213,9 +214,9 @@ def load_corpus(cache_dir: Path | str, digest: str) -> Corpus:
     manifest = CorpusManifest.from_json_bytes((folder / MANIFEST_FILE).read_bytes())
     if manifest.digest != digest:
         raise CorpusIntegrityError(f"corpus at {folder} has digest {manifest.digest}, expected {digest}")
-    expected = {DIGESTS_FILE: manifest.num_pages * DIGEST_BYTES}
-    expected |= {shard_name(s): manifest.shard_bytes(s) for s in range(manifest.num_shards)}
-    for name, size in expected.items():
+    # The digests file first: its size bounds num_pages, hence how many shards there are to look at.
+    sizes = ((shard_name(s), manifest.shard_bytes(s)) for s in range(manifest.num_shards))
+    for name, size in itertools.chain([(DIGESTS_FILE, manifest.num_pages * DIGEST_BYTES)], sizes):
         try:
             actual = (folder / name).stat().st_size
         except FileNotFoundError:

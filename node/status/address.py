@@ -10,7 +10,7 @@ LOOPBACK_NAMES = ("localhost",)
 def parse_address(text: str) -> tuple[str, int]:
     """HOST:PORT (IPv6 hosts in brackets: [::1]:9200) -> (host, port); ValueError if malformed."""
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or len(port) > 5 or not 0 <= int(port) <= 65535:
         raise ValueError(f"http takes HOST:PORT, e.g. 127.0.0.1:9200, not {text!r}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]

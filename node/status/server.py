@@ -102,7 +102,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._started = None
 
     def do_GET(self) -> None:
-        path = urlsplit(self.path).path
+        try:
+            path = urlsplit(self.path).path
+        except ValueError:  # e.g. "http://[::1/": an absolute URI whose IPv6 host is unclosed
+            self._reply(400, TEXT, b"malformed request target\n")
+            return
         server = self.server
         snapshot, now = server.board.current, server.clock()
         if path == "/healthz":
