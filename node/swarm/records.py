@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter, OrderedDict
+from collections.abc import Callable
 from typing import Any
 
 from hivemind.dht.routing import DHTID
@@ -39,6 +40,11 @@ MAX_RECORD_VALUE_BYTES = (
 STORE_CAP = {"peers": 8, "contrib": 4, "manifest": 4, "state": 4, "verdict": 256}
 BINDING_WINDOW_SECONDS = 3600.0
 MAX_TRACKED_SLOTS = 16384  # (hotkey, kind, round) slots remembered; the oldest are forgotten first
+# With a round clock, records of rounds outside [now - ROUNDS_BEHIND, now + ROUNDS_AHEAD] are refused: a
+# round number costs nothing to mint, so without it one registered hotkey fills a fresh store-cap slot per
+# round it names (unbounded DHT storage, and the tracked slots of honest records evicted). The longest-lived
+# record, a verdict, lives until 10 rounds after its round starts (protocol/lifetimes.py): 12 leaves slack.
+ROUNDS_BEHIND, ROUNDS_AHEAD = 12, 2
 
 
 def peers_key(run_id: bytes) -> str:
@@ -99,10 +105,13 @@ class RunRecordValidator(RecordValidatorBase):
     refusals by their `Rejection` value, for the node's round reports.
     """
 
-    def __init__(self, run_id: bytes, chain: ChainView, store_cap: dict[str, int] | None = None):
+    def __init__(
+        self, run_id: bytes, chain: ChainView, store_cap: dict[str, int] | None = None, round_now: Callable[[], int] | None = None
+    ):
         self.run_id = run_id
         self.chain = chain
         self.store_cap = dict(store_cap or STORE_CAP)
+        self.round_now = round_now  # the DHT process is forked, so a closure over the node's schedule is fine
         self._stored: OrderedDict[tuple[str, str, int], set[bytes]] = OrderedDict()
         self.rejected: Counter[str] = Counter()
 
@@ -120,6 +129,11 @@ class RunRecordValidator(RecordValidatorBase):
             raise ProtocolError("record stored under a key its content does not name", reason=Rejection.MISPLACED)
         if MSGPackSerializer.loads(record.subkey) != msg.hotkey:
             raise ProtocolError("record subkey is not its signer's hotkey", reason=Rejection.MISPLACED)
+        round_ = getattr(msg, "round", None)
+        if self.round_now is not None and round_ is not None:
+            now = self.round_now()
+            if not now - ROUNDS_BEHIND <= round_ <= now + ROUNDS_AHEAD:
+                raise ProtocolError(f"record for round {round_} while round {now} runs", reason=Rejection.OUT_OF_WINDOW)
         self.admit(msg, value)
         return msg
 

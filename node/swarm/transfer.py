@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -29,6 +30,10 @@ log = logging.getLogger(__name__)
 STATUS_OK, STATUS_MISSING = 0, 1
 REQUEST_TIMEOUT = 10.0
 CHUNK = 1 << 16
+# A caller must read the reply at MIN_REPLY_RATE or better: one that stops reading is dropped after
+# REQUEST_TIMEOUT + size / MIN_REPLY_RATE seconds, instead of holding the handler and the reply forever.
+MIN_REPLY_RATE = 256 << 10  # bytes per second
+MAX_STREAMS_PER_PEER = 16  # streams one peer may have open on one handler at once; more are closed unread
 
 R = TypeVar("R")
 BlobLookup = Callable[[str, bytes], Awaitable[bytes | None]]
@@ -53,31 +58,50 @@ async def serve_requests(
     refuses is closed before a byte of it is read.
     """
     limit = wire.max_bytes_of(request_type)
+    open_streams: Counter[bytes] = Counter()  # per caller, on this handler
 
     async def handle(info, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        caller = info.peer_id.to_bytes()
+        open_streams[caller] += 1
         try:
-            if allow is not None and not await allow(info.peer_id.to_bytes()):
+            if open_streams[caller] > MAX_STREAMS_PER_PEER:
+                raise ProtocolError(f"{info.peer_id} already has {MAX_STREAMS_PER_PEER} streams open")
+            if allow is not None and not await allow(caller):
                 raise ProtocolError(f"caller {info.peer_id} is not bound to a registered hotkey", reason=Rejection.UNREGISTERED)
             size = int.from_bytes(await asyncio.wait_for(reader.readexactly(4), REQUEST_TIMEOUT), "little")
             if size > limit:
                 raise ProtocolError(f"request of {size} bytes", reason=Rejection.OVERSIZED)
             raw = await asyncio.wait_for(reader.readexactly(size), REQUEST_TIMEOUT)
             data = await answer(wire.decode(raw, request_type))
-            if data is None:
-                writer.write(bytes([STATUS_MISSING]) + (0).to_bytes(8, "little"))
-            else:
-                writer.write(bytes([STATUS_OK]) + len(data).to_bytes(8, "little"))
-                view = memoryview(data)
-                for offset in range(0, len(view), CHUNK):
-                    writer.write(view[offset : offset + CHUNK])
-                    await writer.drain()
-            await writer.drain()
+            reply = reply_of(data)
+            await asyncio.wait_for(send(writer, reply), REQUEST_TIMEOUT + sum(len(part) for part in reply) / MIN_REPLY_RATE)
         except (TimeoutError, ProtocolError, asyncio.IncompleteReadError, ConnectionError) as e:
             log.debug("dropped %s stream: %s", name, e)
+            writer.transport.abort()  # a reply nobody reads is discarded, not kept until it drains
+        except Exception as e:  # answering hostile input failed in a way nobody foresaw: drop it, serve on
+            log.warning("dropped %s stream: %r", name, e)
+            writer.transport.abort()
         finally:
+            open_streams[caller] -= 1
+            if not open_streams[caller]:
+                del open_streams[caller]
             writer.close()
 
     await p2p.add_binary_stream_handler(name, handle)
+
+
+def reply_of(data: bytes | None) -> list[bytes | memoryview]:
+    """The status byte and length, then the bytes in chunks (None: not held)."""
+    if data is None:
+        return [bytes([STATUS_MISSING]) + (0).to_bytes(8, "little")]
+    view = memoryview(data)
+    return [bytes([STATUS_OK]) + len(data).to_bytes(8, "little"), *(view[i : i + CHUNK] for i in range(0, len(view), CHUNK))]
+
+
+async def send(writer: asyncio.StreamWriter, parts: list[bytes | memoryview]) -> None:
+    for part in parts:
+        writer.write(part)
+        await writer.drain()
 
 
 async def ask(

@@ -51,3 +51,16 @@ def test_validator_counts_forgeries_caps_and_oversized_records_by_reason(chain, 
     assert not v.validate(record_for(good, value=b"\x00" * (records.MAX_RECORD_VALUE_BYTES + 1)))
     assert not v.validate(DHTRecord(b"k", b"s", b"\xc1", get_dht_time() + 5))  # msgpack's own error: malformed
     assert v.rejected == {"bad_signature": 1, "store_cap": 1, "oversized": 1, "malformed": 1}
+
+
+def test_validator_with_a_round_clock_refuses_records_of_rounds_far_from_now(chain, registered):
+    """Found by the hostile peer (devnet/hostile.py, dht-*-future): each round number it named was a fresh
+    store-cap slot, so one registered hotkey could fill the DHT with records of rounds nobody will reach."""
+    alice = registered["Alice"]
+    v = records.RunRecordValidator(RUN, chain, round_now=lambda: 20)
+    for r in (20 - records.ROUNDS_BEHIND, 20, 20 + records.ROUNDS_AHEAD):
+        assert v.validate(record_for(contribution(alice, round_=r)))
+    for r in (20 - records.ROUNDS_BEHIND - 1, 20 + records.ROUNDS_AHEAD + 1, 10**9):
+        assert not v.validate(record_for(contribution(alice, round_=r)))
+    assert v.rejected == {"out_of_window": 3}
+    assert records.RunRecordValidator(RUN, chain).validate(record_for(contribution(alice, round_=10**9)))  # no clock: no window
