@@ -14,6 +14,7 @@ import json
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from http.server import ThreadingHTTPServer
@@ -29,7 +30,7 @@ from bootstrap.web import serve
 from node.chain import ChainView
 from node.fsutil import atomic_write
 from node.swarm.owned import OwnedDHT
-from node.swarm.swarm import rejoin
+from node.swarm.watch import rejoin
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +67,10 @@ class BootstrapSettings:
 class Bootstrap:
     """The daemon's parts, started and stopped together (tests run it in process)."""
 
-    def __init__(self, settings: BootstrapSettings, run_id: bytes, chain: ChainView):
+    def __init__(self, settings: BootstrapSettings, run_id: bytes, chain: ChainView, round_now: Callable[[], int] | None = None):
         self.settings = settings
         self.run_id = run_id
+        self.round_now = round_now  # refuses records of rounds far from now, as the nodes do
         self.chain = chain
         self.dht: hivemind.DHT | None = None
         self.sampler: Sampler | None = None
@@ -89,7 +91,7 @@ class Bootstrap:
             host_maddrs=list(s.listen),
             announce_maddrs=list(s.announce) or None,
             identity_path=str(s.identity),
-            record_validators=[CountingValidator(self.run_id, self.chain)],
+            record_validators=[CountingValidator(self.run_id, self.chain, self.round_now)],
             use_relay=s.use_relay,
             use_auto_relay=s.use_auto_relay,
             force_reachability=None if s.reachability == "auto" else s.reachability,
@@ -137,12 +139,12 @@ class Bootstrap:
             self.dht = None
 
 
-def run_bootstrap(settings: BootstrapSettings, run_id: bytes, chain: ChainView) -> int:
+def run_bootstrap(settings: BootstrapSettings, run_id: bytes, chain: ChainView, round_now: Callable[[], int] | None = None) -> int:
     """Serve until SIGINT/SIGTERM (exit 0) or until the DHT process dies (exit 1, for the service manager to restart)."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    bootstrap = Bootstrap(settings, run_id, chain)
+    bootstrap = Bootstrap(settings, run_id, chain, round_now)
     try:
         maddrs = bootstrap.start()
         print(f"bootstrap {bootstrap.dht.peer_id} serving run {run_id.hex()[:16]}; nodes join through:", flush=True)

@@ -26,7 +26,7 @@ from hivemind.dht.storage import DHTLocalStorage, DictionaryDHTValue
 
 from bootstrap.netio import TcpTraffic
 from bootstrap.validation import REASONS, CountingValidator
-from node.swarm.swarm import rejoin
+from node.swarm.watch import rejoin
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,8 @@ counts live in hivemind's DHT process (where validation runs);
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from hivemind.dht.validation import DHTRecord
 
 from node.chain import ChainView
@@ -22,8 +24,8 @@ REASONS = tuple(reason.value for reason in Rejection)
 class CountingValidator(RunRecordValidator):
     """`RunRecordValidator` that also counts the records it accepted."""
 
-    def __init__(self, run_id: bytes, chain: ChainView) -> None:
-        super().__init__(run_id, chain)
+    def __init__(self, run_id: bytes, chain: ChainView, round_now: Callable[[], int] | None = None) -> None:
+        super().__init__(run_id, chain, round_now=round_now)
         self.accepted = 0
 
     def validate(self, record: DHTRecord) -> bool:

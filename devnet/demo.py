@@ -269,7 +269,7 @@ def run_demo(
 
 
 def _round_zero(spec: RunSpec) -> float:
-    """When round 0 starts: the dev chain's block clock decides (node/service.py chain_genesis)."""
+    """When round 0 starts: the dev chain's block clock decides (node/chain/clock.py chain_genesis)."""
     from node.chain import DevChain
 
     chain = DevChain(spec.chain.path)

@@ -205,14 +205,14 @@ class Hostile:
 
 
 async def run_hostile(spec: RunSpec, config_path: Path, messages: int, seed: int, targets: int, report_path: Path) -> HostileReport:
+    from node.chain.clock import run_schedule
     from node.cli import _wallet_root, open_chain
     from node.keys import load_hotkey
-    from node.service import chain_genesis
 
     _, config = load_run_file(config_path)
     chain = open_chain(spec)
     keypair = load_hotkey(config.wallet, config.hotkey, _wallet_root(config))
-    schedule = RoundSchedule(chain_genesis(chain, spec.schedule.start_block), spec.schedule.round_seconds, spec.schedule.overlap)
+    schedule = run_schedule(spec, chain)
     dht = await asyncio.to_thread(
         hivemind.DHT, initial_peers=list(config.bootstrap), host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True, await_ready=True
     )

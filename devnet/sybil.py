@@ -220,8 +220,8 @@ async def run_sybils(
 
 
 def main() -> None:
+    from node.chain.clock import run_schedule
     from node.cli import open_chain
-    from node.service import chain_genesis
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True, help="a run.toml; its [node] bootstrap list is used")
@@ -232,9 +232,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     spec, config = load_run_file(Path(args.config))
     chain = open_chain(spec)
-    schedule = RoundSchedule(
-        genesis=chain_genesis(chain, spec.schedule.start_block), round_seconds=spec.schedule.round_seconds, overlap=spec.schedule.overlap
-    )
+    schedule = run_schedule(spec, chain)
     asyncio.run(run_sybils(spec, chain, schedule, list(config.bootstrap), args.count, args.rounds, Path(args.report)))
 
 

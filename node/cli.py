@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def run_node(config_path: Path, rounds: int | None, nproc: int = 1, verbose: boo
     from node.keys import load_hotkey
     from node.round.train import Worker
     from node.service import SwarmNode, resolve_device
+    from node.swarm.owned import ClockSkew
     from node.trainer.distributed import RankFailure, join_ranks, launch, serve_rank
 
     if nproc > 1 and "LOCAL_RANK" not in os.environ:  # this process becomes torchrun's agent for the ranks
@@ -87,6 +89,9 @@ def run_node(config_path: Path, rounds: int | None, nproc: int = 1, verbose: boo
     except RankFailure as e:
         print(f"error: {e}; the node stopped. Run it again to resume from its last checkpoint.", file=sys.stderr)
         return 1
+    except ClockSkew as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -106,6 +111,7 @@ def cmd_keys_new(args: argparse.Namespace) -> int:
 def cmd_bootstrap_run(args: argparse.Namespace) -> int:
     from bootstrap.daemon import DEFAULT_LISTEN, BootstrapSettings, run_bootstrap
     from bootstrap.web import parse_address
+    from node.chain.clock import run_schedule
     from node.config import load_run_file
 
     spec, _ = load_run_file(Path(args.run))  # the run id and chain decide which records are valid
@@ -120,7 +126,9 @@ def cmd_bootstrap_run(args: argparse.Namespace) -> int:
         use_relay=not args.no_relay,
         use_auto_relay=args.auto_relay,
     )
-    return run_bootstrap(settings, spec.run_id, open_chain(spec))
+    chain = open_chain(spec)
+    schedule = run_schedule(spec, chain)
+    return run_bootstrap(settings, spec.run_id, chain, lambda: schedule.round_at(time.time()))
 
 
 def cmd_audit_replay(args: argparse.Namespace) -> int:

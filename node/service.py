@@ -17,7 +17,8 @@ import torch
 
 from node.audit.serve import serve_audit
 from node.audit.store import AuditStore
-from node.chain import ChainView, DevChain
+from node.chain import ChainView
+from node.chain.clock import run_schedule
 from node.checkpoint.state import StateError, load_checkpoint, load_feedback, load_inner
 from node.config import NodeConfig, RunSpec
 from node.data.sources import open_corpus
@@ -47,7 +48,6 @@ from node.verifier.verifier import Verifier, VerifierSettings
 from protocol.assignment import eval_pages
 from protocol.compression import ErrorFeedback, get_codec
 from protocol.messages import RoundManifest
-from protocol.schedule import RoundSchedule
 from protocol.signing import Signer
 
 log = logging.getLogger(__name__)
@@ -57,13 +57,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def chain_genesis(chain: ChainView, start_block: int) -> float:
-    """Wall-clock time of `start_block`: exact on the dev chain, estimated from the chain's block time elsewhere."""
-    if isinstance(chain, DevChain):
-        return chain.genesis_time + start_block * chain.block_time
-    return time.time() - (chain.block() - start_block) * chain.block_time
 
 
 class SwarmNode:
@@ -86,11 +79,7 @@ class SwarmNode:
         self.rank_group = ranks  # torchrun: this is rank 0, the other ranks train with it (node/trainer/distributed.py)
         self.ranked: RankedTrainer | None = None
         self.worker_class = worker_class
-        self.schedule = RoundSchedule(
-            genesis=chain_genesis(chain, spec.schedule.start_block),
-            round_seconds=spec.schedule.round_seconds,
-            overlap=spec.schedule.overlap,
-        )
+        self.schedule = run_schedule(spec, chain)
         self.training = asyncio.Lock()  # the model, inner optimizer and residual: one round's training at a time
         self.codec = get_codec(spec.codec.codec_spec())
         self.outer = OuterOptimizer.from_spec(spec)  # [outer] under the [plan]: round r's step takes round r's lr

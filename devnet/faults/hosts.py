@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,15 +147,19 @@ class Network:
         self._namespaces.append(name)
         ip("link", "set", "lo", "up", netns=name)
 
-    def leftovers(self) -> dict[str, list[int]]:
-        """Processes still running in each namespace (after every member was reaped: orphans)."""
-        found = {}
-        for name in self._namespaces:
-            done = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
-            pids = [int(pid) for pid in done.stdout.split()]
-            if pids:
-                found[name] = pids
-        return found
+    def leftovers(self, grace: float = 0.0) -> dict[str, list[int]]:
+        """Processes still running in each namespace `grace` seconds from now at the latest (after every
+        member was reaped: orphans; a DHT process needs a second to see its parent gone)."""
+        deadline = time.monotonic() + grace
+        while True:
+            found = {}
+            for name in self._namespaces:
+                done = subprocess.run(["ip", "netns", "pids", name], capture_output=True, text=True)
+                if pids := [int(pid) for pid in done.stdout.split()]:
+                    found[name] = pids
+            if not found or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.5)
 
     def close(self) -> None:
         for pids in self.leftovers().values():

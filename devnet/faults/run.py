@@ -49,7 +49,7 @@ def run_scenario(scenario: Scenario, work: Path, seed: int) -> Result:
         fault = scenario.apply(swarm, random.Random(seed))
         swarm.finish()
         result = judge(scenario, swarm, fault, seed)
-        orphans = network.leftovers()
+        orphans = network.leftovers(grace=10.0)
         result.checks["no process outlived its node"] = not orphans
         result.passed = result.passed and not orphans
         result.details += [f"left running in {ns}: {pids}" for ns, pids in orphans.items()]

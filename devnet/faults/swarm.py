@@ -22,10 +22,12 @@ import psutil
 from devnet.calibrate import calibrate, fit_steps
 from devnet.demo import prepare
 from devnet.faults.hosts import Host, Network
+from node.chain import DevChain
+from node.chain.clock import run_schedule
 from node.config import NodeConfig, RunSpec, render_run_file
 from node.fsutil import atomic_write
 from node.round.report import RoundReport, read_reports
-from protocol.schedule import OVERLAPPED, RoundSchedule
+from protocol.schedule import OVERLAPPED
 
 FAKETIME = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 BOOT_SECONDS = 35.0  # namespaces, two bootstraps, node start-up and DHT join, on 2 cores
@@ -106,7 +108,7 @@ class FaultSwarm:
         )
         start_block = self.spec.schedule.start_block + int(BOOT_SECONDS - 20.0)
         self.spec = replace(self.spec, schedule=replace(self.spec.schedule, start_block=start_block))
-        self.schedule = _schedule(self.spec)
+        self.schedule = run_schedule(self.spec, DevChain(self.spec.chain.path))
         self.bootstraps = [self._bootstrap(f"boot{i}") for i in range(2)]
         self.configs: dict[str, NodeConfig] = {}
         self.nodes = {f"node{i}": self._node(f"node{i}", config, f"node{i}" in nat) for i, config in enumerate(configs)}
@@ -186,14 +188,6 @@ class FaultSwarm:
         for boot in self.bootstraps:
             boot.signal(signal.SIGTERM)
             boot.reap()
-
-
-def _schedule(spec: RunSpec) -> RoundSchedule:
-    from node.chain import DevChain
-
-    chain = DevChain(spec.chain.path)
-    genesis = chain.genesis_time + spec.schedule.start_block * chain.block_time
-    return RoundSchedule(genesis=genesis, round_seconds=spec.schedule.round_seconds, overlap=spec.schedule.overlap)
 
 
 def _wait_for_json(path: Path, member: Member, timeout: float = 60.0) -> dict:

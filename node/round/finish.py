@@ -19,7 +19,9 @@ from node.fsutil import atomic_write
 from node.memory import PeakRss
 from node.round.report import RoundReport
 from node.round.states import StateBook
+from node.swarm.records import validator_rejections
 from node.swarm.swarm import Swarm
+from node.swarm.watch import dht_answer
 from node.trainer.distributed import RankedTrainer
 from node.trainer.inner import InnerTrainer
 from node.verifier.scores import Scoreboard
@@ -95,7 +97,8 @@ async def report_defences(report: RoundReport, swarm: Swarm, unregistered: int, 
     report.refused_streams = swarm.refused_streams
     report.records_only_pushed = swarm.inbox.filled
     try:
-        report.dht_rejections = await swarm.rejections()
+        rejections = swarm.dht.run_coroutine(validator_rejections, return_future=True)
+        report.dht_rejections = await dht_answer(rejections, "reading the DHT's refusals", None)
     except Exception as e:  # the DHT process is gone: the report goes out without it
         log.debug("could not read the DHT validator's counts: %r", e)
     report.rss_bytes = await asyncio.to_thread(memory.sample)

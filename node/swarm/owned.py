@@ -1,4 +1,5 @@
-"""A hivemind DHT process that does not outlive the process that started it.
+"""A hivemind DHT process that does not outlive the process that started it, and that accepts
+peers whose clocks are a few seconds off.
 
 hivemind runs the DHT in a child process, which starts its own p2pd. When the node is killed
 with SIGKILL (the OOM killer, `kill -9`, a crashed host agent), neither child hears of it: both
@@ -6,6 +7,13 @@ kept running, orphaned, still holding the node's libp2p identity, and the restar
 refused to start ("Identity ... is already taken by another peer"), found by the fault
 harness's kill -9 scenario. The DHT process now watches its parent and, once it is gone, kills
 its own children (the p2pd) and exits.
+
+hivemind refuses to join through a peer whose clock differs from ours by more than 3 s. Machines
+without NTP drift by more (the fault harness's +/-5 s scenario could not join at all), while the
+protocol itself only needs clocks close enough for its deadlines, which it enforces on its own
+(an announcement that arrives after the reveal is ignored, whoever's clock was late). The DHT
+process here accepts CLOCK_TOLERANCE_SECONDS; a node further off refuses to start and says by how
+much (ClockSkew).
 """
 
 from __future__ import annotations
@@ -16,16 +24,36 @@ import threading
 import time
 
 import hivemind
+import hivemind.dht.protocol
 import psutil
 
 PARENT_CHECK_SECONDS = 1.0
+CLOCK_TOLERANCE_SECONDS = 10.0
+
+
+class ClockSkew(RuntimeError):
+    """This machine's clock is too far from its peers' for the DHT to accept it."""
 
 
 class OwnedDHT(hivemind.DHT):
     def run(self) -> None:
+        hivemind.dht.protocol.MAX_DHT_TIME_DISCREPANCY_SECONDS = CLOCK_TOLERANCE_SECONDS
         parent = os.getppid()
         threading.Thread(target=_end_with, args=(parent,), name="end-with-parent", daemon=True).start()
         super().run()
+
+
+def start_dht(**kwargs) -> OwnedDHT:
+    """An OwnedDHT, with hivemind's clock refusal turned into a ClockSkew that says what to do."""
+    try:
+        return OwnedDHT(**kwargs)
+    except hivemind.dht.protocol.ValidationError as e:
+        if "local time" not in str(e):
+            raise
+        raise ClockSkew(
+            f"this machine's clock is more than {CLOCK_TOLERANCE_SECONDS:.0f} s off its peers' ({e}); "
+            "synchronize it (e.g. `timedatectl set-ntp true`) and start the node again"
+        ) from None
 
 
 def _end_with(parent: int) -> None:

@@ -11,30 +11,27 @@ ever seeing an unchecked message, whatever the DHT process did.
 
 Bootstraps are only needed to get in: a node joins while any one of its
 bootstrap list answers, and once in, nodes know each other from the DHT's
-routing tables. A node left with no connected peer at all re-dials the
-bootstrap list, with exponential backoff, until one answers.
+routing tables. node/swarm/watch.py keeps the stack alive (rejoining, and
+replacing a dead daemon).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
 import hivemind
-from hivemind.dht.node import DHTNode
 from hivemind.p2p import P2P, PeerID
 from hivemind.utils import get_dht_time
-from hivemind.utils.multiaddr import Multiaddr
 
 from node.chain import ChainView
 from node.swarm import push, records, transfer
 from node.swarm.binding import ChainBindings
-from node.swarm.owned import OwnedDHT
+from node.swarm.owned import start_dht
+from node.swarm.watch import dht_answer, watch
 from protocol import signing, wire
 from protocol.lifetimes import MAX_RECORD_TTL
 from protocol.wire import ProtocolError, Rejection
@@ -42,36 +39,7 @@ from protocol.wire import ProtocolError, Rejection
 log = logging.getLogger(__name__)
 
 M = TypeVar("M")
-A = TypeVar("A")
-
-WATCH_SECONDS = 5.0  # how often a node checks that it still has peers
-REJOIN_FIRST_DELAY = 2.0  # then doubling after every failed round of dials ...
-REJOIN_MAX_DELAY = 120.0  # ... up to this
-DHT_CALL_SECONDS = 20.0  # a DHT read or write that takes longer is given up
-DAEMON_CHECKS = 3  # consecutive watches the p2p daemon left unanswered before it is replaced
-
 Service = Callable[[P2P], Awaitable[None]]  # registers a stream handler on a daemon
-
-
-async def rejoin(_dht: hivemind.DHT, node: DHTNode, maddrs: tuple[str, ...]) -> int:
-    """Runs in the DHT process: dial each bootstrap, ping it into the routing table,
-    then look ourselves up to find the rest of the swarm. How many bootstraps answered."""
-    answered = 0
-    for maddr in maddrs:
-        try:
-            addr = Multiaddr(maddr)
-            peer = PeerID.from_base58(addr.value_for_protocol("p2p"))
-            # hivemind's P2P has no public connect; its own identity check uses the client's.
-            # Dial with the listed address: after a long outage p2pd may no longer hold one.
-            await node.p2p._client.connect(peer, [addr.decapsulate(Multiaddr(f"/p2p/{peer.to_base58()}"))])
-        except Exception as e:  # unreachable, refused, malformed: try the next one
-            log.debug("could not dial bootstrap %s: %r", maddr, e)
-            continue
-        if await node.protocol.call_ping(peer) is not None:
-            answered += 1
-    if answered:
-        await node.find_nearest_nodes([node.node_id])
-    return answered
 
 
 class Swarm:
@@ -104,20 +72,20 @@ class Swarm:
 
     async def start(self, lookup: transfer.BlobLookup, *services: Service) -> None:
         """Join the DHT through the bootstrap peers and start serving blobs and `services`
-        (stream handlers registered again on every new daemon, see `_watch`)."""
+        (stream handlers registered again on every new daemon, node/swarm/watch.py)."""
         self.identity_path.parent.mkdir(parents=True, exist_ok=True)
         self._lookup, self._services = lookup, services
-        await self._open()
-        self._watchdog = asyncio.create_task(self._watch(), name="swarm-watch")
+        await self.open_stack()
+        self._watchdog = asyncio.create_task(watch(self), name="swarm-watch")
 
-    async def _open(self) -> None:
+    async def open_stack(self) -> None:
         """A DHT process with its own p2pd, our client of that daemon, and every stream handler on it."""
         self.dht = await asyncio.to_thread(
-            OwnedDHT,
+            start_dht,
             initial_peers=self.bootstrap,
             host_maddrs=[f"/ip4/{self.host}/tcp/{self.port}"],
             identity_path=str(self.identity_path),
-            record_validators=[records.RunRecordValidator(self.run_id, self.chain)],
+            record_validators=[records.RunRecordValidator(self.run_id, self.chain, round_now=self.inbox.round_now)],
             start=True,
             await_ready=True,
         )
@@ -142,56 +110,6 @@ class Swarm:
         self.refused_streams += 1
         return False
 
-    async def _watch(self) -> None:
-        """Keep the p2p stack alive and joined.
-
-        A p2pd that stops answering (killed, out of memory) leaves the node deaf and mute while it
-        still trains: after DAEMON_CHECKS unanswered checks, or when the DHT process is gone, the
-        stack is replaced by a new one with the same identity (so the same bound peer id). With no
-        connected peer, the bootstrap list is re-dialed with backoff."""
-        delay, unanswered = REJOIN_FIRST_DELAY, 0
-        while True:
-            await asyncio.sleep(WATCH_SECONDS)
-            assert self.dht is not None and self.p2p is not None
-            try:
-                peers = await asyncio.wait_for(self.p2p.list_peers(), WATCH_SECONDS)
-                unanswered = 0
-            except Exception as e:
-                unanswered += 1
-                if unanswered >= DAEMON_CHECKS or not self.dht.is_alive():
-                    log.error("the p2p daemon stopped answering (%r): starting a new one", e)
-                    await self._reopen()
-                    unanswered = 0
-                continue
-            try:
-                while not peers and self.bootstrap:
-                    log.warning("no peers left: re-dialing %d bootstrap peers", len(self.bootstrap))
-                    dialing = self.dht.run_coroutine(partial(rejoin, maddrs=tuple(self.bootstrap)), return_future=True)
-                    answered = await self._answer(dialing, "re-dialing the bootstraps", 0)
-                    if answered:
-                        log.info("rejoined the swarm through %d of %d bootstrap peers", answered, len(self.bootstrap))
-                        delay = REJOIN_FIRST_DELAY
-                        break
-                    log.warning("no bootstrap peer answered; next try in %.1f s", delay)
-                    await asyncio.sleep(delay)
-                    delay = min(2 * delay, REJOIN_MAX_DELAY)
-            except Exception as e:  # a hiccup of the DHT process must not end the watch
-                log.warning("peer watch failed: %r", e)
-
-    async def _reopen(self) -> None:
-        old_dht, old_p2p = self.dht, self.p2p
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(old_p2p.shutdown(), WATCH_SECONDS)
-        await asyncio.to_thread(old_dht.shutdown)  # hivemind terminates a DHT process that does not stop
-        while True:
-            try:
-                await self._open()
-                log.info("the p2p stack is back: peer %s on %s", self.dht.peer_id, self.visible_maddrs())
-                return
-            except Exception as e:  # e.g. the port is still held: try again
-                log.error("starting a new p2p stack failed: %r", e)
-                await asyncio.sleep(WATCH_SECONDS)
-
     @property
     def peer_id(self) -> bytes:
         assert self.dht is not None
@@ -210,21 +128,7 @@ class Swarm:
         task.add_done_callback(self._pushes.discard)
         expires_at = min(expires_at, get_dht_time() + MAX_RECORD_TTL - 60)
         stored = self.dht.store(records.key_for(msg), wire.encode(msg), expires_at, subkey=msg.hotkey, return_future=True)  # type: ignore[attr-defined]
-        return bool(await self._answer(stored, f"storing a {type(msg).__name__}", False))
-
-    async def _answer(self, future: Awaitable[A], what: str, otherwise: A) -> A:
-        """What the DHT process answers, or `otherwise` after DHT_CALL_SECONDS: a DHT process that died
-        (its p2pd killed) never answers, and a round task waiting on it would never end."""
-        try:
-            return await asyncio.wait_for(future, DHT_CALL_SECONDS)
-        except TimeoutError:
-            log.warning("%s: the DHT did not answer within %.0f s", what, DHT_CALL_SECONDS)
-            return otherwise
-
-    async def rejections(self) -> dict[str, int] | None:
-        """The DHT validator's refusal counts by reason; None when the DHT process does not answer."""
-        assert self.dht is not None
-        return await self._answer(self.dht.run_coroutine(records.validator_rejections, return_future=True), "reading refusals", None)
+        return bool(await dht_answer(stored, f"storing a {type(msg).__name__}", False))
 
     async def _push(self, msg: object) -> None:
         assert self.p2p is not None
@@ -237,7 +141,7 @@ class Swarm:
     async def get(self, key: str, kind: type[M]) -> list[M]:
         """Every valid `kind` message stored under `key` or pushed to us for it, one per signer."""
         assert self.dht is not None
-        found = await self._answer(self.dht.get(key, latest=True, return_future=True), f"reading {key}", None)
+        found = await dht_answer(self.dht.get(key, latest=True, return_future=True), f"reading {key}", None)
         messages: dict[str, M] = {}
         for subkey, item in found.value.items() if found is not None and isinstance(found.value, dict) else ():
             try:

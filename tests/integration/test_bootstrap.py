@@ -31,7 +31,7 @@ from bootstrap.netio import TcpTraffic
 from bootstrap.validation import REASONS
 from node.config import NodeConfig, RunSpec, render_run_file
 from node.swarm import records
-from node.swarm import swarm as swarm_module
+from node.swarm import watch as swarm_watch
 from protocol import signing, wire
 from protocol.messages import PeerBinding
 from tests.support import free_port, wait_for
@@ -321,8 +321,8 @@ def test_node_joins_when_the_first_bootstrap_it_lists_is_down(tmp_path, spec, ch
 
 
 def test_node_that_lost_every_peer_redials_the_bootstraps_with_backoff(tmp_path, spec, chain, monkeypatch, caplog):
-    monkeypatch.setattr(swarm_module, "WATCH_SECONDS", 0.3)
-    monkeypatch.setattr(swarm_module, "REJOIN_FIRST_DELAY", 0.3)
+    monkeypatch.setattr(swarm_watch, "WATCH_SECONDS", 0.3)
+    monkeypatch.setattr(swarm_watch, "REJOIN_FIRST_DELAY", 0.3)
     boot = start_bootstrap(tmp_path, spec, chain)
     (maddr,) = [str(a) for a in boot.dht.get_visible_maddrs()]
 
@@ -343,7 +343,7 @@ def test_node_that_lost_every_peer_redials_the_bootstraps_with_backoff(tmp_path,
         finally:
             await node.shutdown()
 
-    with caplog.at_level("INFO", logger="node.swarm.swarm"):
+    with caplog.at_level("INFO", logger="node.swarm.watch"):
         asyncio.run(asyncio.wait_for(scenario(), timeout=60))
 
 

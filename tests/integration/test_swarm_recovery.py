@@ -2,15 +2,19 @@
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
+import pytest
 from hivemind.p2p import PeerID
 
 from node.swarm import swarm as swarm_module
-from node.swarm import transfer
+from node.swarm import transfer, watch
+from node.swarm.owned import OwnedDHT
 from protocol.messages import FetchRequest
 from tests.support.swarm import RUN, no_blobs
 
@@ -23,7 +27,7 @@ async def echo_service(p2p):
 
 
 def test_a_killed_p2pd_is_replaced_and_serves_again(tmp_path, chain, monkeypatch):
-    monkeypatch.setattr(swarm_module, "WATCH_SECONDS", 0.5)
+    monkeypatch.setattr(watch, "WATCH_SECONDS", 0.5)
 
     async def scenario():
         a = swarm_module.Swarm(RUN, chain, bootstrap=[], host="127.0.0.1", port=0, identity_path=tmp_path / "a" / "p2p.key")
@@ -88,3 +92,36 @@ def test_the_dht_process_and_its_p2pd_end_with_a_killed_node():
         assert not alive, f"outlived the node: {alive}"
     finally:
         owner.kill()
+
+
+FAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+JOINER = """
+import sys
+from node.swarm.owned import ClockSkew, start_dht
+try:
+    dht = start_dht(initial_peers=[sys.argv[1]], host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True, await_ready=True)
+except ClockSkew as e:
+    print(e)
+    sys.exit(2)
+print("joined")
+dht.shutdown()
+"""
+
+
+@pytest.mark.skipif(not FAKETIME.exists(), reason="needs libfaketime (apt-get install faketime)")
+def test_a_clock_a_few_seconds_off_joins_and_one_far_off_is_told_why():
+    """hivemind alone refuses peers more than 3 s apart; machines without NTP drift by more."""
+    dht = OwnedDHT(host_maddrs=["/ip4/127.0.0.1/tcp/0"], start=True, await_ready=True)
+    try:
+        (maddr,) = [str(a) for a in dht.get_visible_maddrs()]
+
+        def join(offset: str) -> subprocess.CompletedProcess:
+            env = {**os.environ, "LD_PRELOAD": str(FAKETIME), "FAKETIME": offset}
+            return subprocess.run([sys.executable, "-c", JOINER, maddr], capture_output=True, text=True, env=env, timeout=120)
+
+        near, far = join("+5s"), join("-40s")
+        assert near.returncode == 0 and "joined" in near.stdout, near.stderr[-2000:]
+        assert far.returncode == 2, far.stderr[-2000:]
+        assert "clock is more than 10 s off" in far.stdout and "timedatectl" in far.stdout
+    finally:
+        dht.shutdown()

@@ -105,3 +105,12 @@ def test_every_rejection_reason_is_counted_and_acceptance_is_unchanged(tmp_path,
 
     down = CountingValidator(run, DownChain())
     assert not down.validate(record_for(good)) and down.rejected == {"chain_unavailable": 1}
+
+
+def test_a_bootstrap_with_the_run_clock_refuses_records_of_rounds_far_from_now(chain, registered):
+    """Bootstraps store records too: without the clock one hotkey could fill them with far-future rounds."""
+    alice = registered["Alice"]
+    v = CountingValidator(RUN, chain, round_now=lambda: 7)
+    assert v.validate(record_for(contribution(alice, round_=7)))
+    assert not v.validate(record_for(contribution(alice, round_=7 + records.ROUNDS_AHEAD + 1)))
+    assert v.accepted == 1 and v.rejected == {"out_of_window": 1}
