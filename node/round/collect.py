@@ -10,6 +10,7 @@ its end: then θ_{r+1} = θ_r.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 
@@ -25,6 +26,8 @@ from node.verifier.scores import Scoreboard
 from protocol.election import best_manifest, manifest_signers, signer_rank, signing_time
 from protocol.messages import RoundManifest
 from protocol.schedule import Deadlines, RoundSchedule
+
+log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
 
@@ -47,6 +50,7 @@ class Collector:
         signers = manifest_signers(self.chain.neurons())
         rank = signer_rank(signers, self.board.keypair.ss58_address)
         neurons = {n.hotkey: n for n in self.chain.neurons()}
+        excluded_all = False
         while True:
             collected = await self.pool.poll(r)
             manifest = await self.best_manifest(r)
@@ -60,7 +64,13 @@ class Collector:
                     candidates = [h for h in collected.vectors if h in neurons]
                     await self.verification.read_validators_verdicts(r, candidates, {n.hotkey for n in signers})
                     entries = choose_entries(self.scores, collected, neurons, r, self.outer_spec)
-                    return await sign_manifest(self.board, r, base, collected, entries, self.outer)
+                    if entries:
+                        return await sign_manifest(self.board, r, base, collected, entries, self.outer)
+                    # every contributor is banned: nothing to sign (an empty mean used to fail the round, and
+                    # with it θ_{r+1}: found by the partition scenario, whose losing half was banned as stale)
+                    if not excluded_all:
+                        log.warning("round %d: every contribution collected is from a banned hotkey; not signing", r)
+                    excluded_all = True
             if now >= deadlines.end:
                 return None
             await asyncio.sleep(POLL_SECONDS)

@@ -1,0 +1,51 @@
+"""The signer's collect loop: what it signs, and when it must not."""
+
+import asyncio
+import time
+from types import SimpleNamespace
+
+import torch
+
+from node.chain import Neuron
+from node.config import OuterSpec
+from node.outer.contributions import Collected
+from node.round.collect import Collector
+from protocol.schedule import RoundSchedule
+
+
+class AllBanned:
+    """A scoreboard on which every hotkey was caught (as the losing half of a partition is, as stale)."""
+
+    def banned(self, hotkey, round_):
+        return True
+
+    def known(self, hotkey):
+        return True
+
+    def score(self, hotkey):
+        return 0.0
+
+
+async def nothing(*args):
+    return []
+
+
+def test_a_signer_whose_every_contributor_is_banned_signs_nothing_and_the_round_ends_without_a_manifest():
+    """An empty mean used to raise inside the signer and fail the whole round, so θ_{r+1} was never settled
+    and the next rounds could not train (found by the partition scenario, devnet/faults/)."""
+    neurons = [
+        Neuron(uid=0, hotkey="signer", stake=10.0, validator_permit=True),
+        Neuron(uid=1, hotkey="other", stake=1.0, validator_permit=True),
+    ]
+    chain = SimpleNamespace(neurons=lambda: neurons)
+    collected = Collected(vectors={"other": torch.ones(4)})
+    pool = SimpleNamespace(poll=lambda r: asyncio.sleep(0, collected))
+    board = SimpleNamespace(
+        keypair=SimpleNamespace(ss58_address="signer"), manifests=nothing, online=nothing, swarm=SimpleNamespace(bindings=None)
+    )
+    verification = SimpleNamespace(read_validators_verdicts=lambda *a: asyncio.sleep(0))
+    schedule = RoundSchedule(genesis=time.time() - 10.0, round_seconds=2.0)  # round 0's windows are all past
+    states = SimpleNamespace(round=0)
+    collector = Collector(board, chain, pool, schedule, states, AllBanned(), verification, OuterSpec(), outer=None)
+
+    assert asyncio.run(collector.until_manifest(0, base=SimpleNamespace(), deadlines=schedule.deadlines(0))) is None
