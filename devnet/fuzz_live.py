@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from devnet.demo import prepare
-from devnet.processes import start_bootstrap, start_node, stop, stop_tree, wait_for_file
+from devnet.processes import idle_priority, start_bootstrap, start_node, stop, stop_tree, wait_for_file
 from node.config import NodeConfig, RunSpec, render_run_file
 from node.fsutil import atomic_write
 from node.round.report import RoundReport, read_reports
@@ -60,6 +60,7 @@ class NodeFigures:
 class FuzzResult:
     seed: int
     messages: int
+    hostile_cpu: str = "idle"  # "idle": the hostile peer at SCHED_IDLE; "shared": at normal priority beside the nodes
     wall_seconds: float = 0.0
     rounds_checked: int = 0  # rounds every honest node reported
     rounds_merged: int = 0  # of those, rounds with a manifest of every honest node, all in sync, equal hashes
@@ -85,12 +86,17 @@ def enlist_hostile(folder: Path, spec: RunSpec, wallets: Path, bootstrap: list[s
     return config, keypair.ss58_address
 
 
-def start_hostile(config: Path, messages: int, seed: int, targets: int, report: Path, env: dict | None = None) -> subprocess.Popen:
-    """`python -m devnet.hostile`, its output beside its run file."""
+def start_hostile(
+    config: Path, messages: int, seed: int, targets: int, report: Path, env: dict | None = None, shared_cpu: bool = False
+) -> subprocess.Popen:
+    """`python -m devnet.hostile`, its output beside its run file. A real attacker sends from its own machine:
+    unless `shared_cpu`, its own work runs at SCHED_IDLE (as the Sybil flood's does), so what the honest
+    nodes lose is what refusing its messages costs them, not the cores it takes (on 2 shared cores, at
+    normal priority, 2 of 3 contributions missed their deadline from round 15 on: seed 1)."""
     command = [sys.executable, "-m", "devnet.hostile", "--config", str(config), "--messages", str(messages)]
     command += ["--seed", str(seed), "--targets", str(targets), "--report", str(report)]
     with open(config.parent / "hostile.log", "wb") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=None if shared_cpu else idle_priority)
 
 
 def tracebacks(log: Path) -> int:
@@ -133,7 +139,7 @@ def judge(result: FuzzResult, logs: list[dict[int, RoundReport]]) -> None:
     result.passed = not result.failures
 
 
-def run_fuzz(messages: int, seed: int, out: Path) -> FuzzResult:
+def run_fuzz(messages: int, seed: int, out: Path, shared_cpu: bool = False) -> FuzzResult:
     started = time.time()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     pin = lambda spec: replace(spec, train=replace(spec.train, inner_steps=INNER_STEPS))  # noqa: E731
@@ -142,7 +148,7 @@ def run_fuzz(messages: int, seed: int, out: Path) -> FuzzResult:
     procs: list[subprocess.Popen] = []
     boots: list[subprocess.Popen] = []
     hostile: subprocess.Popen | None = None
-    result = FuzzResult(seed=seed, messages=messages)
+    result = FuzzResult(seed=seed, messages=messages, hostile_cpu="shared" if shared_cpu else "idle")
     try:
         boot_file = out / "bootstrap" / "run.toml"
         atomic_write(boot_file, render_run_file(spec, NodeConfig()).encode())
@@ -155,7 +161,7 @@ def run_fuzz(messages: int, seed: int, out: Path) -> FuzzResult:
         config, _ = enlist_hostile(out / "hostile", spec, (out / "wallets").resolve(), maddrs, key_seed)
         report = out / "hostile" / "report.json"
         report.unlink(missing_ok=True)
-        hostile = start_hostile(config, messages, seed, PEERS, report, env)
+        hostile = start_hostile(config, messages, seed, PEERS, report, env, shared_cpu)
         print(f"fuzz_live: {PEERS} nodes, rounds of {ROUND_SECONDS:.0f} s, H = {INNER_STEPS}; {messages} hostile messages, seed {seed}")
         while hostile.poll() is None and all(p.poll() is None for p in procs):
             time.sleep(1.0)
@@ -180,9 +186,9 @@ def run_fuzz(messages: int, seed: int, out: Path) -> FuzzResult:
 
 
 def save(result: FuzzResult, path: Path = RESULTS) -> None:
-    """Keep one entry per seed in the results file."""
+    """Keep one entry per seed and hostile CPU share in the results file."""
     runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
-    runs[str(result.seed)] = asdict(result)
+    runs[f"{result.seed}-{result.hostile_cpu}"] = asdict(result)
     atomic_write(path, json.dumps({"command": "python -m devnet.fuzz_live --messages N --seed S", "runs": runs}, indent=2).encode())
 
 
@@ -191,8 +197,9 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="fuzz-out", help="the swarm's folder (chain, keys, node logs)")
+    parser.add_argument("--shared-cpu", action="store_true", help="the hostile peer at normal priority, on the nodes' cores")
     args = parser.parse_args()
-    result = run_fuzz(args.messages, args.seed, Path(args.out).resolve())
+    result = run_fuzz(args.messages, args.seed, Path(args.out).resolve(), args.shared_cpu)
     save(result)
     h = result.hostile
     print(
