@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from node.chain import ChainView
 from node.config import OuterSpec
@@ -43,6 +43,9 @@ class Collector:
     verification: Verification
     outer_spec: OuterSpec
     outer: OuterOptimizer
+    # round -> the hotkeys its manifest merged, as this node saw it: the early signer also waits for
+    # these, so a DHT view of "online" that an attacker thinned out cannot make it sign without them
+    merged: dict[int, frozenset[str]] = field(default_factory=dict)
 
     async def until_manifest(self, r: int, base: Base | None, deadlines: Deadlines) -> RoundManifest | Signed | None:
         """The round's manifest as found, or as this node signed it; None if none came before the round's end.
@@ -55,17 +58,20 @@ class Collector:
             collected = await self.pool.poll(r)
             manifest = await self.best_manifest(r)
             if manifest is not None:
+                self._merged(r, manifest)
                 return manifest
             now = time.time()
             if rank is not None and base is not None and self.states.round == r:
                 slot = signing_time(self.schedule, r, rank, len(signers))
-                everyone_in = rank == 0 and await self._everyone_in(collected)
+                everyone_in = rank == 0 and await self._everyone_in(collected, r)
                 if may_sign(now, slot, rank, everyone_in) and collected.vectors:
                     candidates = [h for h in collected.vectors if h in neurons]
                     await self.verification.read_validators_verdicts(r, candidates, {n.hotkey for n in signers})
                     entries = choose_entries(self.scores, collected, neurons, r, self.outer_spec)
                     if entries:
-                        return await sign_manifest(self.board, r, base, collected, entries, self.outer)
+                        signed = await sign_manifest(self.board, r, base, collected, entries, self.outer)
+                        self._merged(r, signed.manifest)
+                        return signed
                     # every contributor is banned: nothing to sign (an empty mean used to fail the round, and
                     # with it θ_{r+1}: found by the partition scenario, whose losing half was banned as stale)
                     if not excluded_all:
@@ -78,7 +84,14 @@ class Collector:
     async def best_manifest(self, r: int) -> RoundManifest | None:
         return best_manifest(await self.board.manifests(r), r, manifest_signers(self.chain.neurons()))
 
-    async def _everyone_in(self, collected: Collected) -> bool:
+    def _merged(self, r: int, manifest: RoundManifest) -> None:
+        self.merged[r] = frozenset(e.hotkey for e in manifest.entries)
+        for old in [k for k in self.merged if k < r - 2]:
+            del self.merged[old]
+
+    async def _everyone_in(self, collected: Collected, r: int) -> bool:
+        """Every online, chain-bound peer's contribution is in, and every one the last round merged."""
         bindings = self.board.swarm.bindings
         live = {b.hotkey for b in await self.board.online() if await bindings.peer_of(b.hotkey) == b.peer_id}
-        return bool(live) and live <= set(collected.vectors)
+        expected = live | self.merged.get(r - 1, frozenset())
+        return bool(expected) and expected <= set(collected.vectors)

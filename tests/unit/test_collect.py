@@ -10,7 +10,7 @@ from node.chain import Neuron
 from node.config import OuterSpec
 from node.outer.contributions import Collected
 from node.round.collect import Collector
-from protocol.schedule import RoundSchedule
+from protocol.schedule import Deadlines, RoundSchedule
 
 
 class AllBanned:
@@ -21,6 +21,19 @@ class AllBanned:
 
     def known(self, hotkey):
         return True
+
+    def score(self, hotkey):
+        return 0.0
+
+
+class NoVerdicts:
+    """A scoreboard that has checked nobody: everyone is a newcomer, nobody is banned."""
+
+    def banned(self, hotkey, round_):
+        return False
+
+    def known(self, hotkey):
+        return False
 
     def score(self, hotkey):
         return 0.0
@@ -49,3 +62,36 @@ def test_a_signer_whose_every_contributor_is_banned_signs_nothing_and_the_round_
     collector = Collector(board, chain, pool, schedule, states, AllBanned(), verification, OuterSpec(), outer=None)
 
     assert asyncio.run(collector.until_manifest(0, base=SimpleNamespace(), deadlines=schedule.deadlines(0))) is None
+
+
+def test_the_first_signer_does_not_sign_early_without_a_contributor_the_last_round_merged():
+    """Rank 0 may sign before its slot once everyone online is in. Under the live fuzzer the DHT's "online"
+    showed only the signer itself, which then signed every round with its own contribution alone; it now
+    also waits for everyone the last round merged."""
+    neurons = [
+        Neuron(uid=0, hotkey="signer", stake=10.0, validator_permit=True),
+        Neuron(uid=1, hotkey="other", stake=1.0, validator_permit=True),
+    ]
+    chain = SimpleNamespace(neurons=lambda: neurons)
+    collected = Collected(vectors={"signer": torch.ones(4)})
+    pool = SimpleNamespace(poll=lambda r: asyncio.sleep(0, collected))
+
+    async def online():
+        return [SimpleNamespace(hotkey="signer", peer_id=b"p")]
+
+    async def peer_of(hotkey):
+        return b"p"
+
+    board = SimpleNamespace(
+        keypair=SimpleNamespace(ss58_address="signer"),
+        manifests=nothing,
+        online=online,
+        swarm=SimpleNamespace(bindings=SimpleNamespace(peer_of=peer_of)),
+    )
+    verification = SimpleNamespace(read_validators_verdicts=lambda *a: asyncio.sleep(0))
+    schedule = RoundSchedule(genesis=time.time(), round_seconds=600.0)  # the signing slot is minutes away
+    collector = Collector(board, chain, pool, schedule, SimpleNamespace(round=1), NoVerdicts(), verification, OuterSpec(), outer=None)
+    collector.merged[0] = frozenset({"signer", "other"})
+    soon = Deadlines(start=0, train_end=0, reveal=0, collect_end=0, manifest_end=0, end=time.time() + 1.5)
+
+    assert asyncio.run(collector.until_manifest(1, base=SimpleNamespace(), deadlines=soon)) is None
