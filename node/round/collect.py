@@ -63,7 +63,9 @@ class Collector:
             now = time.time()
             if rank is not None and base is not None and self.states.round == r:
                 slot = signing_time(self.schedule, r, rank, len(signers))
-                everyone_in = rank == 0 and await self._everyone_in(collected, r)
+                # never before the reveal: no other payload can be fetched yet (under the live fuzzer rank 0
+                # signed before it, alone)
+                everyone_in = rank == 0 and now >= deadlines.reveal and await self._everyone_in(collected, r)
                 if may_sign(now, slot, rank, everyone_in) and collected.vectors:
                     candidates = [h for h in collected.vectors if h in neurons]
                     await self.verification.read_validators_verdicts(r, candidates, {n.hotkey for n in signers})
