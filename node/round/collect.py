@@ -69,7 +69,9 @@ class Collector:
                 if may_sign(now, slot, rank, everyone_in) and collected.vectors:
                     candidates = [h for h in collected.vectors if h in neurons]
                     await self.verification.read_validators_verdicts(r, candidates, {n.hotkey for n in signers})
-                    entries = choose_entries(self.scores, collected, neurons, r, self.outer_spec)
+                    source = self.states.at(self.schedule.trained_from(r))
+                    fresh = {h for h, m in collected.metas.items() if source is not None and m.trained_from == source.hash}
+                    entries = choose_entries(self.scores, collected, neurons, r, self.outer_spec, fresh)
                     if entries:
                         signed = await sign_manifest(self.board, r, base, collected, entries, self.outer)
                         self._merged(r, signed.manifest)

@@ -41,9 +41,11 @@ class Signed:
 
 
 def choose_entries(
-    scores: Scoreboard, collected: Collected, neurons: dict[str, Neuron], r: int, outer: OuterSpec
+    scores: Scoreboard, collected: Collected, neurons: dict[str, Neuron], r: int, outer: OuterSpec, fresh: set[str]
 ) -> tuple[ManifestEntry, ...]:
-    candidates = {h: neurons[h] for h in collected.vectors if h in neurons}
+    """Only `fresh` hotkeys are merged: those whose announcement says it was trained from the signer's own
+    state of the round (a stale one, or one from the other side of a healed partition, is left out)."""
+    candidates = {h: neurons[h] for h in collected.vectors if h in neurons and h in fresh}
     chosen = select_contributions(scores, candidates, r, outer.gather_size, outer.probation_slots)
     return tuple(ManifestEntry(hotkey=h, digest=collected.metas[h].digest, weight=w) for h, w in chosen.items())
 

@@ -21,6 +21,7 @@ class Verdict:
     ok: bool
     work_z: float | None  # None when the record made no work check
     digest: bytes
+    stale: bool = False  # failed only for its base: not merged (node/round/collect.py), but not banned
 
 
 class Scoreboard:
@@ -37,13 +38,23 @@ class Scoreboard:
     def add(self, record: VerificationRecord) -> None:
         checked = any(m.name == "work_checked" and m.value == 1.0 for m in record.metrics)
         work = record.metric("work_z") if checked else None
-        self._verdicts[(record.hotkey, record.subject, record.round)] = Verdict(record.verdict == "pass", work, record_digest(record))
+        stale = any(m.name == "stale" and m.value == 1.0 for m in record.metrics)
+        self._verdicts[(record.hotkey, record.subject, record.round)] = Verdict(
+            record.verdict == "pass", work, record_digest(record), stale
+        )
 
     def known(self, hotkey: str) -> bool:
         return any(subject == hotkey for _, subject, _ in self._verdicts)
 
     def banned(self, hotkey: str, round_: int) -> bool:
-        return any(subject == hotkey and not v.ok and round_ - r <= self.ban_rounds for (_, subject, r), v in self._verdicts.items())
+        """A failing verdict bans for ban_rounds, except one for a base that is not the verifier's θ: after a
+        partition heals, each half's validators see the other half's honest work as stale (partition
+        scenario: every hotkey was banned and nothing was merged for 16 rounds). A stale contribution is
+        never merged anyway: the signer leaves out whatever was not trained from its own state."""
+        return any(
+            subject == hotkey and not v.ok and not v.stale and round_ - r <= self.ban_rounds
+            for (_, subject, r), v in self._verdicts.items()
+        )
 
     def score(self, hotkey: str) -> float:
         """Share of passing verdicts; 0 for a hotkey nobody has checked."""

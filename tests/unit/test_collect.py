@@ -51,14 +51,14 @@ def test_a_signer_whose_every_contributor_is_banned_signs_nothing_and_the_round_
         Neuron(uid=1, hotkey="other", stake=1.0, validator_permit=True),
     ]
     chain = SimpleNamespace(neurons=lambda: neurons)
-    collected = Collected(vectors={"other": torch.ones(4)})
+    collected = Collected(metas={"other": SimpleNamespace(trained_from=b"h")}, vectors={"other": torch.ones(4)})
     pool = SimpleNamespace(poll=lambda r: asyncio.sleep(0, collected))
     board = SimpleNamespace(
         keypair=SimpleNamespace(ss58_address="signer"), manifests=nothing, online=nothing, swarm=SimpleNamespace(bindings=None)
     )
     verification = SimpleNamespace(read_validators_verdicts=lambda *a: asyncio.sleep(0))
     schedule = RoundSchedule(genesis=time.time() - 10.0, round_seconds=2.0)  # round 0's windows are all past
-    states = SimpleNamespace(round=0)
+    states = SimpleNamespace(round=0, at=lambda r: SimpleNamespace(hash=b"h"))
     collector = Collector(board, chain, pool, schedule, states, AllBanned(), verification, OuterSpec(), outer=None)
 
     assert asyncio.run(collector.until_manifest(0, base=SimpleNamespace(), deadlines=schedule.deadlines(0))) is None
@@ -73,7 +73,7 @@ def test_the_first_signer_does_not_sign_early_without_a_contributor_the_last_rou
         Neuron(uid=1, hotkey="other", stake=1.0, validator_permit=True),
     ]
     chain = SimpleNamespace(neurons=lambda: neurons)
-    collected = Collected(vectors={"signer": torch.ones(4)})
+    collected = Collected(metas={"signer": SimpleNamespace(trained_from=b"h")}, vectors={"signer": torch.ones(4)})
     pool = SimpleNamespace(poll=lambda r: asyncio.sleep(0, collected))
 
     async def online():
@@ -90,8 +90,36 @@ def test_the_first_signer_does_not_sign_early_without_a_contributor_the_last_rou
     )
     verification = SimpleNamespace(read_validators_verdicts=lambda *a: asyncio.sleep(0))
     schedule = RoundSchedule(genesis=time.time(), round_seconds=600.0)  # the signing slot is minutes away
-    collector = Collector(board, chain, pool, schedule, SimpleNamespace(round=1), NoVerdicts(), verification, OuterSpec(), outer=None)
+    collector = Collector(
+        board,
+        chain,
+        pool,
+        schedule,
+        SimpleNamespace(round=1, at=lambda r: SimpleNamespace(hash=b"h")),
+        NoVerdicts(),
+        verification,
+        OuterSpec(),
+        outer=None,
+    )
     collector.merged[0] = frozenset({"signer", "other"})
     soon = Deadlines(start=0, train_end=0, reveal=0, collect_end=0, manifest_end=0, end=time.time() + 1.5)
 
     assert asyncio.run(collector.until_manifest(1, base=SimpleNamespace(), deadlines=soon)) is None
+
+
+def test_a_contribution_not_trained_from_the_signers_state_is_left_out_and_a_stale_verdict_does_not_ban():
+    """After a partition heals, each half's work reads as stale to the other half's validators. It must not
+    be merged, but banning its honest authors left nobody to merge (partition scenario)."""
+    from node.round.manifest import choose_entries
+    from node.verifier.scores import Scoreboard
+    from tests.support.records import verification_record
+
+    neurons = {h: Neuron(uid=i, hotkey=h, stake=1.0, validator_permit=True) for i, h in enumerate(("a", "b"))}
+    metas = {h: SimpleNamespace(digest=bytes([i]) * 32) for i, h in enumerate(neurons)}
+    collected = Collected(metas=metas, vectors={h: torch.ones(2) for h in neurons})
+    assert [e.hotkey for e in choose_entries(NoVerdicts(), collected, neurons, 3, OuterSpec(), {"a"})] == ["a"]
+
+    board = Scoreboard()
+    board.add(verification_record(b"\x01" * 32, "v", "b", 2, "fail", (("stale", 1.0),)))
+    board.add(verification_record(b"\x01" * 32, "v", "a", 2, "fail", (("stale", 0.0),)))
+    assert not board.banned("b", 3) and board.banned("a", 3)
