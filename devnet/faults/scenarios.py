@@ -210,20 +210,17 @@ def behind_nat(swarm: FaultSwarm, rng: random.Random) -> Fault:
     """node2 sits behind a masquerading router all run; at round 2 the harness checks that nobody can
     dial it (its listen port, on its private address or its router's), as behind a home router."""
     swarm.wait_until(2.0)
-    port = _listen_port(swarm.nodes["node2"].log.read_text(errors="replace"))
+    private, port = _listening(swarm.nodes["node2"].log.read_text(errors="replace"))
     nat, dialer = swarm.network.hosts["node2"], swarm.network.hosts["node0"]
-    private = _listen_address(swarm.nodes["node2"].log.read_text(errors="replace"))
     reached = [addr for addr in (nat.address, private) if _dials(dialer, addr, port)]
     notes = [f"node2 listens on {private}:{port} behind {nat.address}; inbound dials that connected: {reached or 'none'}"]
     return Fault(["node2"], 0.0, 0.0, notes, applied=not reached)
 
 
-def _listen_port(log: str) -> int:
-    return int(log.split("listening on ['/ip4/", 1)[1].split("/tcp/", 1)[1].split("/", 1)[0])
-
-
-def _listen_address(log: str) -> str:
-    return log.split("listening on ['/ip4/", 1)[1].split("/", 1)[0]
+def _listening(log: str) -> tuple[str, int]:
+    """The address and port a node's "listening on ['/ip4/A/tcp/P/..." log line names."""
+    address, rest = log.split("listening on ['/ip4/", 1)[1].split("/tcp/", 1)
+    return address, int(rest.split("/", 1)[0])
 
 
 def _dials(host, address: str, port: int) -> bool:
