@@ -24,7 +24,7 @@ from node.round.verify import Verification
 from node.swarm.board import Board
 from node.verifier.scores import Scoreboard
 from protocol.election import best_manifest, manifest_signers, signer_rank, signing_time
-from protocol.messages import RoundManifest
+from protocol.messages import ManifestEntry, RoundManifest
 from protocol.schedule import Deadlines, RoundSchedule
 
 log = logging.getLogger(__name__)
@@ -73,6 +73,9 @@ class Collector:
                     fresh = {h for h, m in collected.metas.items() if source is not None and m.trained_from == source.hash}
                     entries = choose_entries(self.scores, collected, neurons, r, self.outer_spec, fresh)
                     if entries:
+                        left_out = self._left_out(collected, entries, fresh, r)
+                        if left_out:
+                            log.warning("round %d: signing without %s", r, ", ".join(f"{h} ({why})" for h, why in left_out.items()))
                         signed = await sign_manifest(self.board, r, base, collected, entries, self.outer)
                         self._merged(r, signed.manifest)
                         return signed
@@ -92,6 +95,25 @@ class Collector:
         self.merged[r] = frozenset(e.hotkey for e in manifest.entries)
         for old in [k for k in self.merged if k < r - 2]:
             del self.merged[old]
+
+    def _left_out(self, collected: Collected, entries: tuple[ManifestEntry, ...], fresh: set[str], r: int) -> dict[str, str]:
+        """Why each contributor that announced, or that the last round merged, is not in `entries`: what an
+        operator needs when a round merges fewer contributions than it should."""
+        chosen = {e.hotkey for e in entries}
+        expected = set(collected.first_seen) | self.merged.get(r - 1, frozenset())
+        reasons = {}
+        for hotkey in sorted(expected - chosen):
+            if hotkey not in collected.first_seen:
+                reasons[hotkey] = "no announcement seen"
+            elif hotkey in collected.pending:
+                reasons[hotkey] = "payload still being fetched"
+            elif hotkey not in collected.vectors:
+                reasons[hotkey] = "payload not fetched or refused"
+            elif hotkey not in fresh:
+                reasons[hotkey] = "trained from another state"
+            else:
+                reasons[hotkey] = "not selected (score or gather size)"
+        return reasons
 
     async def _everyone_in(self, collected: Collected, r: int) -> bool:
         """Every online, chain-bound peer's contribution is in, and every one the last round merged."""

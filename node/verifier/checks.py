@@ -56,6 +56,10 @@ class Tolerances:
     alignment_spread: float = 0.2
     alignment_margin: float = 3.29  # two-sided 1e-3
     min_alignment_rounds: int = 3
+    # ρ is a ratio to the median of the round's other contributions: against one alone it is the
+    # ratio of two noisy numbers (log ρ from -1.4 to +1.8 for honest work under the live fuzzer), and
+    # rounds like that sank honest running means until every hotkey was banned (docs/DESIGN.md)
+    min_alignment_references: int = 2
     # Work: a sequential test of "trained on its pages" (per-check work_z ~ N(work_effect, 1))
     # against "did not" (N(0, 1)). Each check adds its log-likelihood ratio; the subject fails when
     # the sum falls to -work_evidence, log(1/1e-3): an honest node whose mean is at least
@@ -117,7 +121,7 @@ def _relative(alignments: torch.Tensor) -> torch.Tensor:
     return alignments[:, 0] - alignments[:, 1:].median(dim=1).values
 
 
-def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients, at_start: Gradients) -> None:
+def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients, at_start: Gradients, tol: Tolerances) -> None:
     m["norm"] = grads.norm(inputs.vector)
     median = statistics.median([m["norm"], *(grads.norm(v) for v in inputs.others)])
     m["norm_ratio"] = m["norm"] / median if median > 0 else 1.0
@@ -131,6 +135,7 @@ def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients, at_start
     # ρ means something only while the round's updates do descend on general text: late in a run
     # that overfits its pages they stop, and a ratio to a median near 0 would be noise.
     descending = len(others) > 0 and float(others.median()) > 0 and int((others > 0).sum()) >= math.ceil(0.75 * len(others))
+    descending = descending and len(others) >= tol.min_alignment_references
     m["alignment_judged"] = float(descending)
     m["alignment"] = float(general[0]) / float(others.median()) if descending else 1.0
 
@@ -171,7 +176,7 @@ def run_checks(
         "head_unknown": float(inputs.start is None),
         "work_checked": float(inputs.trained is not None),
     }
-    _screen(m, inputs, grads, at_start)
+    _screen(m, inputs, grads, at_start, tol)
     if inputs.trained is not None and inputs.others:
         vectors = [inputs.vector, *inputs.others]
         m["work_z"] = _welch(_relative(grads.alignments(inputs.trained, vectors)), _relative(grads.alignments(inputs.control, vectors)))

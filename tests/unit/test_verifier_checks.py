@@ -208,3 +208,15 @@ def test_alignment_is_not_judged_when_the_round_does_not_descend(round_):
     result = run_checks(build_model("tiny", 0), flipped, Tolerances())
     assert result.metrics["alignment_judged"] == 0.0 and result.verdict == "pass", result.metrics
     assert _check(round_, "honest", work=False).metrics["alignment_judged"] == 1.0
+
+
+def test_alignment_against_one_other_contribution_is_not_judged(round_):
+    """A ratio to a single reference is too noisy to judge: under the live fuzzer, rounds with two
+    contributions drove honest running means of log ρ past the limit and banned every hotkey."""
+    inputs = _inputs(round_, "honest", work=False, prior_alignment=(-1.4,) * 8)  # a running mean far off
+    alone = dataclasses.replace(inputs, others=inputs.others[:1])
+    result = run_checks(build_model("tiny", 0), alone, Tolerances())
+    assert result.metrics["alignment_judged"] == 0.0 and result.metrics["alignment_rounds"] == 8, result.metrics
+    pair = run_checks(build_model("tiny", 0), dataclasses.replace(inputs, others=inputs.others[:2]), Tolerances())
+    assert pair.metrics["alignment_judged"] == 1.0 and pair.metrics["alignment_rounds"] == 9
+    assert pair.verdict == "fail" and "not the descent" in pair.reason  # the limit still applies with two
