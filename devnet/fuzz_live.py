@@ -6,15 +6,15 @@ The swarm is the demo's (devnet.demo.prepare: a dev chain, two bootstraps,
 three `gradswarm node run` processes). The hostile peer (devnet/hostile.py)
 gets a registered, staked hotkey on the same chain, commits its peer id as a
 node does, and sends `--messages` messages cycling over every handler and
-record type. The nodes run until it is done and every node has finished
-AFTER_ROUNDS more rounds; then the run passes if every honest node is still
-alive, every round has a manifest that merged all honest contributions and
+record type, from the round after every node has reported its first one. The
+nodes run until it is done and every node has finished AFTER_ROUNDS more
+rounds; then the run passes if every honest node is still alive, every round
+since the attack began has a manifest that merged all honest contributions and
 left every node in sync with equal state hashes, no node's memory trended up
 (the median RSS of its later half of rounds is at most RSS_GROWTH_LIMIT above
 that of its first half: bounded means it does not grow with the messages
 sent; its peak, which transient replies and the daemon's buffers make jumpy,
-is recorded beside it), no node's log
-holds a traceback, and after the last message every node still served its
+is recorded beside it), no node's log holds a traceback, and after the last message every node still served its
 payload to the hostile peer's honest fetch. It writes (or updates, per seed)
 benchmarks/results/fuzz_live.json and exits 1 when the run failed.
 """
@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -43,6 +44,7 @@ ROUND_SECONDS = 20.0
 INNER_STEPS = 20  # a third of the train window on 2 cores: the CPU left over is the hostile peer's
 MAX_ROUNDS = 200  # the nodes are stopped once the hostile peer is done; this only bounds a run gone wrong
 AFTER_ROUNDS = 2  # rounds every node completes after the last hostile message
+BOOT_ROUNDS = 8  # rounds' time the nodes get to report their first round
 RSS_GROWTH_LIMIT = 256 << 20
 HOSTILE_STAKE = 10.0  # registered and staked, but below the honest nodes: no validator permit
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "fuzz_live.json"
@@ -66,7 +68,8 @@ class FuzzResult:
     messages: int
     hostile_cpu: str = "idle"  # "idle": the hostile peer at SCHED_IDLE; "shared": at normal priority beside the nodes
     wall_seconds: float = 0.0
-    rounds_checked: int = 0  # rounds every honest node reported
+    first_round: int = 0  # the first round that began after the attack did: the rounds judged start here
+    rounds_checked: int = 0  # rounds from first_round that every honest node reported
     rounds_merged: int = 0  # of those, rounds with a manifest of every honest node, all in sync, equal hashes
     final_state_hashes: list[str] = field(default_factory=list)
     nodes: list[NodeFigures] = field(default_factory=list)
@@ -121,7 +124,7 @@ def node_figures(name: str, alive: bool, log: dict[int, RoundReport], node_log: 
 
 def judge(result: FuzzResult, logs: list[dict[int, RoundReport]]) -> None:
     """Fill the round figures and the failures from the nodes' round logs and figures."""
-    common = sorted(set.intersection(*(set(log) for log in logs)))
+    common = sorted(r for r in set.intersection(*(set(log) for log in logs)) if r >= result.first_round)
     result.rounds_checked = len(common)
     for r in common:
         row = [log[r] for log in logs]
@@ -147,6 +150,18 @@ def judge(result: FuzzResult, logs: list[dict[int, RoundReport]]) -> None:
     result.passed = not result.failures
 
 
+def swarm_running(configs: list[Path], procs: list[subprocess.Popen]) -> int:
+    """Wait until every node has reported a round; the latest round reported. The attack starts on a
+    swarm that runs: booting under it is another experiment (round 0 is often sat out anyway)."""
+    deadline = time.time() + BOOT_ROUNDS * ROUND_SECONDS
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        logs = [read_reports(path.parent / "rounds.jsonl") for path in configs]
+        if all(logs):
+            return max(max(log) for log in logs)
+        time.sleep(1.0)
+    raise RuntimeError("the swarm did not report its first round")
+
+
 def run_fuzz(messages: int, seed: int, out: Path, shared_cpu: bool = False) -> FuzzResult:
     started = time.time()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
@@ -165,6 +180,7 @@ def run_fuzz(messages: int, seed: int, out: Path, shared_cpu: bool = False) -> F
         for node, path in zip(node_configs, configs, strict=True):
             atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
         procs = [start_node(path, MAX_ROUNDS, env) for path in configs]
+        result.first_round = swarm_running(configs, procs) + 1
         key_seed = hashlib.sha256(f"gradswarm-hostile/{seed}".encode()).digest()
         config, _ = enlist_hostile(out / "hostile", spec, (out / "wallets").resolve(), maddrs, key_seed)
         report = out / "hostile" / "report.json"
@@ -207,6 +223,7 @@ def main() -> int:
     parser.add_argument("--out", default="fuzz-out", help="the swarm's folder (chain, keys, node logs)")
     parser.add_argument("--shared-cpu", action="store_true", help="the hostile peer at normal priority, on the nodes' cores")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the swarm is stopped, not orphaned
     result = run_fuzz(args.messages, args.seed, Path(args.out).resolve(), args.shared_cpu)
     save(result)
     h = result.hostile

@@ -62,6 +62,7 @@ class Worker:
     device: torch.device
     feedback: ErrorFeedback
     codec: Codec
+    phase_seconds: float | None = None  # how long the last train phase took (None: none yet)
 
     @classmethod
     def build(cls, node: SwarmNode) -> Worker:
@@ -92,6 +93,7 @@ class Worker:
             start = OuterState(head_start(base.state.theta, head.vector, lr), base.state.momentum)
         loss, payload, first = await asyncio.to_thread(self.train_and_compress, r, start, deadlines.train_end)
         steps, trainer = self.trainer.last_steps, self.trainer
+        self.phase_seconds = time.time() - started
         return Work(
             payload,
             deadlines.reveal,

@@ -66,3 +66,14 @@ def test_with_overlap_round_r_trains_from_the_state_before_and_exchanges_while_t
     assert d.train_end - d.start >= 0.95 * 20.0  # training fills the round
     assert after.start < d.reveal < d.collect_end < d.manifest_end < d.end == s.deadlines(4).start
     assert d.train_end <= after.start  # the next round's training never waits on this one's deadline
+
+
+def test_a_node_that_knows_its_train_phase_starts_as_late_as_it_still_fits():
+    from node.round.engine import MIN_TRAIN_SHARE, TRAIN_MARGIN, latest_start
+    from protocol.schedule import RoundSchedule
+
+    d = RoundSchedule(genesis=1000.0, round_seconds=20.0).deadlines(3)
+    by_share = d.start + (1 - MIN_TRAIN_SHARE) * (d.train_end - d.start)
+    assert latest_start(d) == by_share  # nothing measured yet
+    assert latest_start(d, 2.0) == d.train_end - TRAIN_MARGIN * 2.0 > by_share  # a short phase may start late
+    assert latest_start(d, 60.0) == by_share  # a phase that fills the window never starts later than before
