@@ -40,8 +40,13 @@ class Collected:
     metas: dict[str, ContributionMeta] = field(default_factory=dict)
     vectors: dict[str, torch.Tensor] = field(default_factory=dict)
     rejected: set[bytes] = field(default_factory=set)  # digests that failed checks: never retried
+    refused: set[str] = field(default_factory=set)  # hotkeys of those digests
     first_seen: dict[str, float] = field(default_factory=dict)  # when each announcement reached us
     pending: dict[str, asyncio.Task] = field(default_factory=dict)  # fetches in flight, by hotkey
+
+    def refuse(self, meta: ContributionMeta) -> None:
+        self.rejected.add(meta.digest)
+        self.refused.add(meta.hotkey)
 
     def cancel_pending(self) -> None:
         for task in self.pending.values():
@@ -86,7 +91,7 @@ class ContributionPool:
             if seen > reveal and meta.hotkey not in collected.vectors:
                 if meta.digest not in collected.rejected:
                     log.warning("ignoring %s's contribution: announced after the reveal time", meta.hotkey)
-                    collected.rejected.add(meta.digest)
+                    collected.refuse(meta)
                 continue
             if time.time() >= reveal and self._wanted(collected, meta):
                 collected.pending[meta.hotkey] = asyncio.create_task(self._fetch_into(collected, meta))
@@ -96,7 +101,7 @@ class ContributionPool:
         if meta.hotkey in collected.vectors or meta.hotkey in collected.pending or meta.digest in collected.rejected:
             return False
         if meta.codec != self.codec_name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
-            collected.rejected.add(meta.digest)
+            collected.refuse(meta)
             log.warning("rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
             return False
         return True
@@ -108,7 +113,7 @@ class ContributionPool:
                 return
             vector = await self._decode(data, meta.digest, meta.hotkey)
             if vector is None:
-                collected.rejected.add(meta.digest)
+                collected.refuse(meta)
                 return
             self.payloads[meta.digest] = (meta.round, data)  # we can serve it on too
             collected.metas[meta.hotkey] = meta

@@ -30,6 +30,7 @@ from protocol.schedule import Deadlines, RoundSchedule
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.5
+REFUSED = "announcement or payload refused"
 
 
 @dataclass
@@ -74,8 +75,9 @@ class Collector:
                     entries = choose_entries(self.scores, collected, neurons, r, self.outer_spec, fresh)
                     if entries:
                         left_out = self._left_out(collected, entries, fresh, r)
-                        if left_out:
-                            log.warning("round %d: signing without %s", r, ", ".join(f"{h} ({why})" for h, why in left_out.items()))
+                        if left_out:  # only refused ones (a cheater's, every round): no warning
+                            level = logging.INFO if set(left_out.values()) == {REFUSED} else logging.WARNING
+                            log.log(level, "round %d: signing without %s", r, ", ".join(f"{h} ({why})" for h, why in left_out.items()))
                         signed = await sign_manifest(self.board, r, base, collected, entries, self.outer)
                         self._merged(r, signed.manifest)
                         return signed
@@ -107,8 +109,10 @@ class Collector:
                 reasons[hotkey] = "no announcement seen"
             elif hotkey in collected.pending:
                 reasons[hotkey] = "payload still being fetched"
+            elif hotkey in collected.refused:
+                reasons[hotkey] = REFUSED
             elif hotkey not in collected.vectors:
-                reasons[hotkey] = "payload not fetched or refused"
+                reasons[hotkey] = "payload not fetched"
             elif hotkey not in fresh:
                 reasons[hotkey] = "trained from another state"
             else:

@@ -123,3 +123,26 @@ def test_a_contribution_not_trained_from_the_signers_state_is_left_out_and_a_sta
     board.add(verification_record(b"\x01" * 32, "v", "b", 2, "fail", (("stale", 1.0),)))
     board.add(verification_record(b"\x01" * 32, "v", "a", 2, "fail", (("stale", 0.0),)))
     assert not board.banned("b", 3) and board.banned("a", 3)
+
+
+def test_the_signer_says_why_each_expected_contributor_is_left_out():
+    """What an operator reads when a round merges fewer contributions than it should (the live fuzzer's
+    rounds were first diagnosed from these lines)."""
+    collected = Collected(
+        metas={h: SimpleNamespace() for h in ("chosen", "stale", "unpicked")},
+        vectors={h: torch.ones(2) for h in ("chosen", "stale", "unpicked")},
+        first_seen=dict.fromkeys(("chosen", "stale", "unpicked", "fetching", "lost", "cheat"), 0.0),
+        pending={"fetching": None},
+        refused={"cheat"},
+    )
+    collector = Collector(*(None,) * 7, OuterSpec(), outer=None)
+    collector.merged[4] = frozenset({"chosen", "silent"})
+    entries = (SimpleNamespace(hotkey="chosen"),)
+    assert collector._left_out(collected, entries, {"chosen", "unpicked"}, 5) == {
+        "cheat": "announcement or payload refused",
+        "fetching": "payload still being fetched",
+        "lost": "payload not fetched",
+        "silent": "no announcement seen",
+        "stale": "trained from another state",
+        "unpicked": "not selected (score or gather size)",
+    }
