@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import threading
 import time
 
@@ -37,6 +38,10 @@ class ClockSkew(RuntimeError):
 
 class OwnedDHT(hivemind.DHT):
     def run(self) -> None:
+        # the fork inherits its parent's SIGTERM handler (the bootstrap's only sets an event of the parent):
+        # then hivemind's terminate() after a shutdown that hung did nothing, and the parent waited for the
+        # DHT process at exit for ever (bootstraps outlived the live fuzzer by 17 min)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         hivemind.dht.protocol.MAX_DHT_TIME_DISCREPANCY_SECONDS = CLOCK_TOLERANCE_SECONDS
         parent = os.getppid()
         threading.Thread(target=_end_with, args=(parent,), name="end-with-parent", daemon=True).start()
