@@ -56,10 +56,10 @@ class Tolerances:
     alignment_spread: float = 0.2
     alignment_margin: float = 3.29  # two-sided 1e-3
     min_alignment_rounds: int = 3
-    # ρ is a ratio to the median of the round's other contributions: against one alone it is the
-    # ratio of two noisy numbers (log ρ from -1.4 to +1.8 for honest work under the live fuzzer), and
-    # rounds like that sank honest running means until every hotkey was banned (docs/DESIGN.md)
-    min_alignment_references: int = 2
+    # ρ is a ratio to the median of the round's other contributions, calibrated with 8 of them: against
+    # 1 or 2, honest running means of log ρ drifted to -1.4 and to ±0.5 under the live fuzzer, past the
+    # limit, until every hotkey was banned (docs/DESIGN.md)
+    min_alignment_references: int = 3
     # Work: a sequential test of "trained on its pages" (per-check work_z ~ N(work_effect, 1))
     # against "did not" (N(0, 1)). Each check adds its log-likelihood ratio; the subject fails when
     # the sum falls to -work_evidence, log(1/1e-3): an honest node whose mean is at least

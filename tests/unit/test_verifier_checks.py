@@ -210,13 +210,13 @@ def test_alignment_is_not_judged_when_the_round_does_not_descend(round_):
     assert _check(round_, "honest", work=False).metrics["alignment_judged"] == 1.0
 
 
-def test_alignment_against_one_other_contribution_is_not_judged(round_):
-    """A ratio to a single reference is too noisy to judge: under the live fuzzer, rounds with two
-    contributions drove honest running means of log ρ past the limit and banned every hotkey."""
+def test_alignment_against_fewer_than_three_other_contributions_is_not_judged(round_):
+    """A ratio to the median of one or two references is too noisy to judge: under the live fuzzer,
+    such rounds drove honest running means of log ρ past the limit and banned every hotkey."""
     inputs = _inputs(round_, "honest", work=False, prior_alignment=(-1.4,) * 8)  # a running mean far off
-    alone = dataclasses.replace(inputs, others=inputs.others[:1])
-    result = run_checks(build_model("tiny", 0), alone, Tolerances())
-    assert result.metrics["alignment_judged"] == 0.0 and result.metrics["alignment_rounds"] == 8, result.metrics
-    pair = run_checks(build_model("tiny", 0), dataclasses.replace(inputs, others=inputs.others[:2]), Tolerances())
-    assert pair.metrics["alignment_judged"] == 1.0 and pair.metrics["alignment_rounds"] == 9
-    assert pair.verdict == "fail" and "not the descent" in pair.reason  # the limit still applies with two
+    for few in (1, 2):
+        result = run_checks(build_model("tiny", 0), dataclasses.replace(inputs, others=inputs.others[:few]), Tolerances())
+        assert result.metrics["alignment_judged"] == 0.0 and result.metrics["alignment_rounds"] == 8, result.metrics
+    three = run_checks(build_model("tiny", 0), dataclasses.replace(inputs, others=inputs.others[:3]), Tolerances())
+    assert three.metrics["alignment_judged"] == 1.0 and three.metrics["alignment_rounds"] == 9
+    assert three.verdict == "fail" and "not the descent" in three.reason  # the limit still applies with three
