@@ -1,6 +1,7 @@
 """A live fuzz: three honest nodes train on loopback while a hostile registered peer throws messages at them.
 
     python -m devnet.fuzz_live --messages 100000 --seed 1
+    python -m devnet.fuzz_live --control 69 --seed 1      # the same swarm, 69 rounds, no attacker
 
 The swarm is the demo's (devnet.demo.prepare: a dev chain, two bootstraps,
 three `gradswarm node run` processes). The hostile peer (devnet/hostile.py)
@@ -145,7 +146,7 @@ def judge(result: FuzzResult, logs: list[dict[int, RoundReport]]) -> None:
         result.failures.append(f"only {result.rounds_checked} rounds ran")
     if result.hostile.get("messages", 0) < result.messages:
         result.failures.append(f"the hostile peer sent {result.hostile.get('messages', 0)} of {result.messages} messages")
-    if result.hostile.get("honest_fetches_after") != PEERS:
+    if result.messages and result.hostile.get("honest_fetches_after") != PEERS:
         result.failures.append(f"{result.hostile.get('honest_fetches_after')} of {PEERS} nodes served an honest fetch afterwards")
     result.passed = not result.failures
 
@@ -162,7 +163,28 @@ def swarm_running(configs: list[Path], procs: list[subprocess.Popen]) -> int:
     raise RuntimeError("the swarm did not report its first round")
 
 
-def run_fuzz(messages: int, seed: int, out: Path, shared_cpu: bool = False) -> FuzzResult:
+def attack(out: Path, spec: RunSpec, maddrs: list[str], messages: int, seed: int, env: dict, shared_cpu: bool) -> subprocess.Popen:
+    """Enlist the hostile peer on the run's chain and start it against the swarm."""
+    key_seed = hashlib.sha256(f"gradswarm-hostile/{seed}".encode()).digest()
+    config, _ = enlist_hostile(out / "hostile", spec, (out / "wallets").resolve(), maddrs, key_seed)
+    report = out / "hostile" / "report.json"
+    report.unlink(missing_ok=True)
+    print(f"fuzz_live: {PEERS} nodes, rounds of {ROUND_SECONDS:.0f} s, H = {INNER_STEPS}; {messages} hostile messages, seed {seed}")
+    return start_hostile(config, messages, seed, PEERS, report, env, shared_cpu)
+
+
+def wait_for_round(configs: list[Path], procs: list[subprocess.Popen], target: int, seconds: float) -> None:
+    """Until every node has reported round `target`, a node has exited, or `seconds` have passed."""
+    deadline = time.time() + seconds
+    while time.time() < deadline and all(p.poll() is None for p in procs):
+        if all(target in read_reports(path.parent / "rounds.jsonl") for path in configs):
+            return
+        time.sleep(1.0)
+
+
+def run_fuzz(messages: int, seed: int, out: Path, shared_cpu: bool = False, control_rounds: int = 0) -> FuzzResult:
+    """With `control_rounds` (and no messages), the same swarm runs that many rounds with no attacker:
+    the baseline that the attacked runs' rounds and memory are read against."""
     started = time.time()
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     pin = lambda spec: replace(spec, train=replace(spec.train, inner_steps=INNER_STEPS))  # noqa: E731
@@ -171,7 +193,7 @@ def run_fuzz(messages: int, seed: int, out: Path, shared_cpu: bool = False) -> F
     procs: list[subprocess.Popen] = []
     boots: list[subprocess.Popen] = []
     hostile: subprocess.Popen | None = None
-    result = FuzzResult(seed=seed, messages=messages, hostile_cpu="shared" if shared_cpu else "idle")
+    result = FuzzResult(seed=seed, messages=messages, hostile_cpu="none" if control_rounds else "shared" if shared_cpu else "idle")
     try:
         boot_file = out / "bootstrap" / "run.toml"
         atomic_write(boot_file, render_run_file(spec, NodeConfig()).encode())
@@ -181,22 +203,18 @@ def run_fuzz(messages: int, seed: int, out: Path, shared_cpu: bool = False) -> F
             atomic_write(path, render_run_file(spec, replace(node, bootstrap=tuple(maddrs))).encode())
         procs = [start_node(path, MAX_ROUNDS, env) for path in configs]
         result.first_round = swarm_running(configs, procs) + 1
-        key_seed = hashlib.sha256(f"gradswarm-hostile/{seed}".encode()).digest()
-        config, _ = enlist_hostile(out / "hostile", spec, (out / "wallets").resolve(), maddrs, key_seed)
-        report = out / "hostile" / "report.json"
-        report.unlink(missing_ok=True)
-        hostile = start_hostile(config, messages, seed, PEERS, report, env, shared_cpu)
-        print(f"fuzz_live: {PEERS} nodes, rounds of {ROUND_SECONDS:.0f} s, H = {INNER_STEPS}; {messages} hostile messages, seed {seed}")
-        while hostile.poll() is None and all(p.poll() is None for p in procs):
-            time.sleep(1.0)
-        logs = [read_reports(path.parent / "rounds.jsonl") for path in configs]
-        target = max((max(log, default=-1) for log in logs), default=-1) + AFTER_ROUNDS
-        deadline = time.time() + (AFTER_ROUNDS + 2) * ROUND_SECONDS
-        while time.time() < deadline and all(p.poll() is None for p in procs):
-            if all(target in read_reports(path.parent / "rounds.jsonl") for path in configs):
-                break
-            time.sleep(1.0)
+        if control_rounds:
+            print(f"fuzz_live: {PEERS} nodes, rounds of {ROUND_SECONDS:.0f} s, H = {INNER_STEPS}; control, {control_rounds} rounds")
+            wait_for_round(configs, procs, result.first_round + control_rounds - 1, (control_rounds + 4) * ROUND_SECONDS)
+        else:
+            hostile = attack(out, spec, maddrs, messages, seed, env, shared_cpu)
+            while hostile.poll() is None and all(p.poll() is None for p in procs):
+                time.sleep(1.0)
+            logs = [read_reports(path.parent / "rounds.jsonl") for path in configs]
+            target = max((max(log, default=-1) for log in logs), default=-1) + AFTER_ROUNDS
+            wait_for_round(configs, procs, target, (AFTER_ROUNDS + 2) * ROUND_SECONDS)
         alive = [p.poll() is None for p in procs]
+        report = out / "hostile" / "report.json"
         result.hostile = json.loads(report.read_text()) if report.exists() else {}
     finally:
         stop(procs + boots)
@@ -213,7 +231,12 @@ def save(result: FuzzResult, path: Path = RESULTS) -> None:
     """Keep one entry per seed and hostile CPU share in the results file."""
     runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
     runs[f"{result.seed}-{result.hostile_cpu}"] = asdict(result)
-    atomic_write(path, json.dumps({"command": "python -m devnet.fuzz_live --messages N --seed S", "runs": runs}, indent=2).encode())
+    atomic_write(
+        path,
+        json.dumps(
+            {"command": "python -m devnet.fuzz_live --messages N --seed S (or --control ROUNDS: no attacker)", "runs": runs}, indent=2
+        ).encode(),
+    )
 
 
 def main() -> int:
@@ -222,9 +245,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", default="fuzz-out", help="the swarm's folder (chain, keys, node logs)")
     parser.add_argument("--shared-cpu", action="store_true", help="the hostile peer at normal priority, on the nodes' cores")
+    parser.add_argument("--control", type=int, default=0, metavar="ROUNDS", help="no attacker: the same swarm for ROUNDS rounds")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so the swarm is stopped, not orphaned
-    result = run_fuzz(args.messages, args.seed, Path(args.out).resolve(), args.shared_cpu)
+    messages = 0 if args.control else args.messages
+    result = run_fuzz(messages, args.seed, Path(args.out).resolve(), args.shared_cpu, args.control)
     save(result)
     h = result.hostile
     print(
