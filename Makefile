@@ -27,7 +27,7 @@ test: $(VENV)/.installed
 test-unit: $(VENV)/.installed
 	$(PY) -m pytest -q tests/unit
 
-# DHTs, p2pd, subprocesses, the e2e swarm, the kill -9 fault scenario (not the `slow` ones): about 10 min on 2 cores.
+# DHTs, p2pd, subprocesses, the e2e swarm, the kill -9 fault scenario (not the `slow` ones): about 9.5 min on 2 cores.
 test-integration: $(VENV)/.installed
 	$(PY) -m pytest -q tests/integration
 

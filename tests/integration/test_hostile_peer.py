@@ -42,6 +42,7 @@ def listening_maddr(log: Path, timeout: float) -> str:
     raise AssertionError(f"the node logged no listening address within {timeout:.0f} s")
 
 
+@pytest.mark.slow  # 80 s: the default run keeps the stream tests below; devnet.fuzz_live is the long version
 def test_a_node_survives_a_hostile_registered_peer(tmp_path):
     node = start_lone_node(tmp_path, rounds=12, round_seconds=12.0, inner_steps=8, boot_seconds=15.0)
     hostile = None
