@@ -73,7 +73,7 @@ def lost_audit_inputs(data_dir: Path, reports: dict[int, RoundReport], numel: in
     for (r, subject), rec in recorded.items():
         try:
             store.state(rec.base_state_hash, numel)
-            for digest in (rec.payload_digest, *([rec.head_start] if rec.head_start else []), *rec.page_digests):
+            for digest in rec.inputs():  # a head start the verifier could not get is not named (head_unknown)
                 store.blob(digest)
         except AuditError as e:
             lost.append(f"round {r}: record on {subject[:10]}: {e}")
