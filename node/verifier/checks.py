@@ -134,8 +134,8 @@ def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients, at_start
     others = general[1:]
     # ρ means something only while the round's updates do descend on general text: late in a run
     # that overfits its pages they stop, and a ratio to a median near 0 would be noise.
-    descending = len(others) > 0 and float(others.median()) > 0 and int((others > 0).sum()) >= math.ceil(0.75 * len(others))
-    descending = descending and len(others) >= tol.min_alignment_references
+    enough = len(others) >= max(tol.min_alignment_references, 1)
+    descending = enough and float(others.median()) > 0 and int((others > 0).sum()) >= math.ceil(0.75 * len(others))
     m["alignment_judged"] = float(descending)
     m["alignment"] = float(general[0]) / float(others.median()) if descending else 1.0
 
