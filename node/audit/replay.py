@@ -100,6 +100,7 @@ class Replayer:
         indices, first = first_rows(assigned, seed, t.batch_size, t.seq_len, rows, draw)
         claimed = tuple(rec.claimed_losses[i] for i in indices) if len(rec.claimed_losses) == t.batch_size else ()
         checked = rec.metric("work_checked") == 1.0
+        warm = {e.hotkey for e in rec.previous}  # contributed the round before
         start = base.theta
         if rec.head_start:  # None: the verifier could not get the head the subject named (no blob is held)
             lr = head_lr(self.outer, rec.round)
@@ -115,6 +116,8 @@ class Replayer:
             claimed=claimed,
             trained=trained_windows(assigned, seed, t.inner_steps, t.batch_size, t.seq_len, draw) if checked else None,
             stale=rec.claimed_base_hash != rec.base_state_hash,
+            warm=rec.subject in warm,
+            others_warm=tuple(e.hotkey in warm for e in rec.compared),
             prior_alignment=prior_alignment(rec),
             prior_work=tuple(e.work_z for e in rec.evidence),
         )

@@ -12,7 +12,10 @@ subjects the beacon draws, checked for work on its data:
   - first batch: the node committed to each row's loss at the first inner
     step, which starts at θ_r; a verifier recomputes a few rows. Training from
     another state (or not at all) shows at once;
-  - norm: within a band around the round's median norm (scaled updates);
+  - norm: within a band around the round's median norm (scaled updates),
+    among contributions whose error feedback is as old: a node that did not
+    contribute the round before (it just joined) sends no unsent mass from
+    earlier rounds, and its honest norm was 0.42x that of nodes that did;
   - copies: cosine with the round's other contributions (both fail: they
     colluded, since payloads are embargoed until the reveal) and with the last
     round's (the later one fails: a replay of an old update);
@@ -98,6 +101,8 @@ class CheckInputs:
     claimed: tuple[float, ...]  # the subject's committed losses of those rows
     trained: torch.Tensor | None  # [pages, seq_len + 1] trained windows; None: screened only
     stale: bool  # the contribution claims another base state than θ
+    warm: bool  # the subject contributed the round before too (the record's `previous` names it)
+    others_warm: tuple[bool, ...]  # the same of each of `others`
     prior_alignment: tuple[float, ...]  # log ρ of the subject in this verifier's earlier rounds
     prior_work: tuple[float, ...]  # work_z of the subject's earlier trusted checks
 
@@ -123,7 +128,11 @@ def _relative(alignments: torch.Tensor) -> torch.Tensor:
 
 def _screen(m: dict[str, float], inputs: CheckInputs, grads: Gradients, at_start: Gradients, tol: Tolerances) -> None:
     m["norm"] = grads.norm(inputs.vector)
-    median = statistics.median([m["norm"], *(grads.norm(v) for v in inputs.others)])
+    norms = [grads.norm(v) for v in inputs.others]
+    alike = [n for n, warm in zip(norms, inputs.others_warm, strict=True) if warm == inputs.warm]
+    m["warm"] = float(inputs.warm)
+    m["norm_alike"] = float(bool(alike))  # 0: judged against the others, in one direction only
+    median = statistics.median([m["norm"], *(alike or norms)])
     m["norm_ratio"] = m["norm"] / median if median > 0 else 1.0
     m["max_cosine"] = max((grads.cosine(inputs.vector, v) for v in inputs.others), default=0.0)
     m["max_cosine_previous"] = max((grads.cosine(inputs.vector, v) for v in inputs.previous), default=0.0)
@@ -184,6 +193,14 @@ def run_checks(
     return CheckResult(m, *_verdict(m, tol))
 
 
+def _norm_in_band(m: dict[str, float], tol: Tolerances) -> bool:
+    """Both bounds against contributions as warm as the subject; with none, only the bound its own
+    age does not push it past: a cold norm may be small next to warm ones, a warm one large."""
+    low = m["norm_alike"] == 1.0 or m["warm"] == 1.0
+    high = m["norm_alike"] == 1.0 or m["warm"] == 0.0
+    return (not low or m["norm_ratio"] >= 1 / tol.norm_band) and (not high or m["norm_ratio"] <= tol.norm_band)
+
+
 def _verdict(m: dict[str, float], tol: Tolerances) -> tuple[str, str]:
     rounds = int(m["alignment_rounds"])
     if m["stale"]:
@@ -192,7 +209,7 @@ def _verdict(m: dict[str, float], tol: Tolerances) -> tuple[str, str]:
         return "fail", "head start: not the subject's own payload of the round before"
     if not m["first_loss_gap"] <= tol.first_loss_atol:
         return "fail", f"first batch not trained from θ_r: its loss is off by {m['first_loss_gap']:.3f}"
-    if not 1 / tol.norm_band <= m["norm_ratio"] <= tol.norm_band:
+    if not _norm_in_band(m, tol):
         return "fail", f"norm {m['norm_ratio']:.2f}x the round's median"
     if m["max_cosine"] >= tol.copy_cosine:
         return "fail", f"copy: {m['max_cosine']:.3f} cosine with another contribution of the round"

@@ -178,6 +178,8 @@ class Verifier:
             claimed=claimed,
             trained=trained_windows(tokens, seed, t.inner_steps, t.batch_size, t.seq_len, draw) if work else None,
             stale=meta.trained_from != shared.base_hash,
+            warm=subject in shared.previous,
+            others_warm=tuple(h in shared.previous for h in sorted(shared.contributions) if h != subject),
             prior_alignment=tuple(self.alignment_history[subject]),
             prior_work=tuple(e.work_z for e in evidence),
         )

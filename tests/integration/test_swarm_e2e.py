@@ -45,11 +45,14 @@ def assert_trained_together(out: Path, summary: dict) -> None:
     assert all(r["manifest_entries"] >= 2 for r in rounds[1:])
     trained = [r for r in rounds if "tokens_trained" in r]  # a node that booted late sits round 0 out
     assert len(trained) >= len(rounds) - 1 and all(r["tokens_trained"] > 0 and 0 < r["compute_utilization"] <= 1 for r in trained)
-    # Overlapped: from round 1 on, contributions were trained from the round before's state after a
-    # head start, and the verifiers checked them there (what audit replay rebuilds).
+    # Overlapped: from round 1 on, contributions were trained from the round before's state, after a
+    # head start where the subject had a payload of its own in the round before (one that booted late
+    # has none in round 1), and the verifiers checked them there (what audit replay rebuilds).
     records = [rec for _, rec in AuditStore(out / "nodes" / "node0" / "audit").records()]
     later = [rec for rec in records if rec.round >= 1]
-    assert later and all(rec.head_start and rec.claimed_base_hash == rec.base_state_hash for rec in later)
+    assert later and all(rec.claimed_base_hash == rec.base_state_hash for rec in later)
+    headed = [rec for rec in later if rec.subject in {e.hotkey for e in rec.previous}]
+    assert headed and all(rec.head_start for rec in headed)
     failed = [(rec.round, rec.subject[:10], rec.reason, rec.metrics) for rec in records if rec.verdict != "pass"]
     assert not failed, failed
 

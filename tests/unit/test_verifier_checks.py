@@ -51,7 +51,19 @@ def round_():
 SEEDS = {name: 100 + i for i, name in enumerate(CLAIMED)}
 
 
-def _inputs(round_, subject, *, vector=None, work=True, claimed_theta=None, previous=(), prior_alignment=(), prior_work=()):
+def _inputs(
+    round_,
+    subject,
+    *,
+    vector=None,
+    work=True,
+    claimed_theta=None,
+    previous=(),
+    prior_alignment=(),
+    prior_work=(),
+    warm=True,
+    others_warm=True,
+):
     pages, theta, updates = round_
     draw = Draw(b"r" * 32, 3, "verifier", b"b" * 32, subject)
     claimed = [pages[i] for i in CLAIMED[subject]]
@@ -70,6 +82,8 @@ def _inputs(round_, subject, *, vector=None, work=True, claimed_theta=None, prev
         claimed=tuple(committed[i] for i in rows),
         trained=trained_windows(claimed, SEEDS[subject], STEPS, BATCH, SEQ, draw) if work else None,
         stale=False,
+        warm=warm,
+        others_warm=tuple(others_warm for h in updates if h != subject),
         prior_alignment=tuple(prior_alignment),
         prior_work=tuple(prior_work),
     )
@@ -141,6 +155,20 @@ def test_scaled_updates_fail_on_norm(round_):
     for factor in (0.6, 1.6, 0.05, 100.0):
         result = _check(round_, "honest", vector=v * factor, work=False)
         assert result.verdict == "fail" and "norm" in result.reason
+
+
+def test_norms_are_judged_among_contributions_whose_error_feedback_is_as_old(round_):
+    """A node that just joined sends no unsent mass of earlier rounds: 0.42x the others' norm in a live
+    swarm. Next to warm nodes only its upper bound holds; next to other newcomers both do."""
+    v = round_[2]["honest"]
+    joined = _check(round_, "honest", vector=v * 0.42, work=False, warm=False)
+    assert joined.verdict == "pass" and joined.metrics["norm_alike"] == 0.0, joined.metrics
+    assert _check(round_, "honest", vector=v * 1.6, work=False, warm=False).verdict == "fail"
+    assert _check(round_, "honest", vector=v * 2.4, work=False, others_warm=False).verdict == "pass"  # the only warm one
+    assert _check(round_, "honest", vector=v * 0.6, work=False, others_warm=False).verdict == "fail"
+    for factor in (0.6, 1.6):  # among newcomers alike
+        result = _check(round_, "honest", vector=v * factor, work=False, warm=False, others_warm=False)
+        assert result.verdict == "fail" and "norm" in result.reason and result.metrics["norm_alike"] == 1.0
 
 
 def test_copies_of_this_round_and_replays_of_the_last_fail(round_):
@@ -215,8 +243,14 @@ def test_alignment_against_fewer_than_three_other_contributions_is_not_judged(ro
     such rounds drove honest running means of log ρ past the limit and banned every hotkey."""
     inputs = _inputs(round_, "honest", work=False, prior_alignment=(-1.4,) * 8)  # a running mean far off
     for few in (1, 2):
-        result = run_checks(build_model("tiny", 0), dataclasses.replace(inputs, others=inputs.others[:few]), Tolerances())
+        result = run_checks(
+            build_model("tiny", 0),
+            dataclasses.replace(inputs, others=inputs.others[:few], others_warm=inputs.others_warm[:few]),
+            Tolerances(),
+        )
         assert result.metrics["alignment_judged"] == 0.0 and result.metrics["alignment_rounds"] == 8, result.metrics
-    three = run_checks(build_model("tiny", 0), dataclasses.replace(inputs, others=inputs.others[:3]), Tolerances())
+    three = run_checks(
+        build_model("tiny", 0), dataclasses.replace(inputs, others=inputs.others[:3], others_warm=inputs.others_warm[:3]), Tolerances()
+    )
     assert three.metrics["alignment_judged"] == 1.0 and three.metrics["alignment_rounds"] == 9
     assert three.verdict == "fail" and "not the descent" in three.reason  # the limit still applies with three
