@@ -56,8 +56,7 @@ class Collector:
         neurons = {n.hotkey: n for n in self.chain.neurons()}
         excluded_all = False
         while True:
-            collected = await self.pool.poll(r)
-            manifest = await self.best_manifest(r)
+            collected, manifest = await asyncio.gather(self.pool.poll(r), self.best_manifest(r))
             if manifest is not None:
                 self._merged(r, manifest)
                 return manifest

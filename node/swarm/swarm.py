@@ -31,6 +31,7 @@ from node.chain import ChainView
 from node.swarm import push, records, transfer
 from node.swarm.binding import ChainBindings
 from node.swarm.owned import start_dht
+from node.swarm.reads import PatientReads
 from node.swarm.watch import dht_answer, watch
 from protocol import signing, wire
 from protocol.lifetimes import MAX_RECORD_TTL
@@ -68,6 +69,7 @@ class Swarm:
         self.refused_streams = 0
         self.inbox = push.Inbox(records.RunRecordValidator(run_id, chain), round_now=round_now)
         self._pushes: set[asyncio.Task] = set()
+        self._reads = PatientReads(self._dht_read)
         self._watchdog: asyncio.Task | None = None
 
     async def start(self, lookup: transfer.BlobLookup, *services: Service) -> None:
@@ -138,10 +140,14 @@ class Swarm:
         except Exception as e:  # a background task: the DHT copy stands, the next record tries again
             log.warning("pushing a %s failed: %r", type(msg).__name__, e)
 
-    async def get(self, key: str, kind: type[M]) -> list[M]:
-        """Every valid `kind` message stored under `key` or pushed to us for it, one per signer."""
+    async def _dht_read(self, key: str):
         assert self.dht is not None
-        found = await dht_answer(self.dht.get(key, latest=True, return_future=True), f"reading {key}", None)
+        return await dht_answer(self.dht.get(key, latest=True, return_future=True), f"reading {key}", None)
+
+    async def get(self, key: str, kind: type[M]) -> list[M]:
+        """Every valid `kind` message stored under `key` or pushed to us for it, one per signer. A DHT
+        that is slow to answer (node/swarm/reads.py) leaves only the pushed ones, this time."""
+        found = await self._reads.get(key)
         messages: dict[str, M] = {}
         for subkey, item in found.value.items() if found is not None and isinstance(found.value, dict) else ():
             try:
@@ -181,6 +187,7 @@ class Swarm:
             self._watchdog = None
         for task in list(self._pushes):
             task.cancel()
+        self._reads.cancel()
         if self.dht is not None:
             await asyncio.to_thread(self.dht.shutdown)
             self.dht = None
