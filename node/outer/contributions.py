@@ -84,10 +84,12 @@ class ContributionPool:
     async def poll(self, r: int) -> Collected:
         """Start fetching every newly announced, well-formed contribution of round r."""
         collected = self.round(r)
-        metas = await self.get(round_key(self.run_id, "contrib", r), ContributionMeta)
+        key = round_key(self.run_id, "contrib", r)
+        metas = await self.get(key, ContributionMeta)
         reveal = self.schedule.deadlines(r).reveal
         for meta in metas:
-            seen = collected.first_seen.setdefault(meta.hotkey, time.time())
+            pushed = self.swarm.inbox.received(key, meta.hotkey)
+            seen = collected.first_seen.setdefault(meta.hotkey, time.time() if pushed is None else min(pushed, time.time()))
             if seen > reveal and meta.hotkey not in collected.vectors:
                 if meta.digest not in collected.rejected:
                     log.warning("ignoring %s's contribution: announced after the reveal time", meta.hotkey)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,7 @@ class _Held:
     msg: Any
     nbytes: int
     round: int | None  # None for peer bindings, which are replaced rather than forgotten
+    received: float  # when it was pushed to us
     filled: bool = False  # a read got it from here because the DHT did not have it
 
 
@@ -99,10 +101,17 @@ class Inbox:
                     self._by_signer.get(msg.hotkey, 0),
                 )
                 return False
-            self._by_key.setdefault(key, {})[msg.hotkey] = _Held(msg, len(raw), round_)
+            self._by_key.setdefault(key, {})[msg.hotkey] = _Held(msg, len(raw), round_, time.time())
             self.nbytes += grows
             self._by_signer[msg.hotkey] = self._by_signer.get(msg.hotkey, 0) + grows
         return True
+
+    def received(self, key: str, hotkey: str) -> float | None:
+        """When the record `hotkey` signed under `key` was pushed to us (None: it was not): a read
+        may see it seconds later (node/swarm/reads.py), and a deadline is judged on its arrival."""
+        with self._lock:
+            held = self._by_key.get(key, {}).get(hotkey)
+            return None if held is None else held.received
 
     def fill(self, key: str, kind: type, found: dict[str, Any]) -> None:
         """Add to `found` (hotkey -> message, what the DHT returned) the `kind` records held for `key`

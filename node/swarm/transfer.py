@@ -81,6 +81,8 @@ async def serve_requests(
         except Exception as e:  # answering hostile input failed in a way nobody foresaw: drop it, serve on
             log.warning("dropped %s stream: %r", name, e)
             writer.transport.abort()
+        except asyncio.CancelledError:  # the node stops: asyncio 3.11's stream callback asks a cancelled
+            writer.transport.abort()  # handler task for its exception and logs a traceback, so end it quietly
         finally:
             open_streams[caller] -= 1
             if not open_streams[caller]:
