@@ -74,13 +74,16 @@ def _kill_inside_write(swarm: FaultSwarm, name: str, until: float) -> str:
 
 
 def kill_signer(swarm: FaultSwarm, rng: random.Random) -> Fault:
-    """kill -9 node0, the rank-0 manifest signer, as round 3's signing slot opens; restart it a round later."""
-    slot = 3 + swarm.schedule.phases.collect
-    swarm.wait_until(slot)
+    """kill -9 node0, the rank-0 manifest signer, in the 2 s after round 3's reveal, when it signs once
+    every contribution is in (its nominal slot, at collect, comes later); restart it a round later."""
+    moment = 3 + swarm.schedule.phases.reveal + rng.uniform(0, 2.0) / swarm.schedule.round_seconds
+    swarm.wait_until(moment)
     swarm.nodes["node0"].signal(signal.SIGKILL)
-    swarm.wait_until(slot + 1)
+    log = swarm.data_dir("node0") / "node.log"
+    signed = "round 3: signed manifest" in log.read_text(errors="replace") if log.exists() else False
+    swarm.wait_until(moment + 1)
     swarm.restart("node0")
-    return Fault(["node0"], slot, slot + 1)
+    return Fault(["node0"], moment, moment + 1, [f"killed at round {moment:.3f}, {'after' if signed else 'before'} it signed round 3"])
 
 
 def freeze(swarm: FaultSwarm, rng: random.Random) -> Fault:
