@@ -64,6 +64,7 @@ class ContributionPool:
         self.numel = 0  # set once the model is built
         self.payloads: dict[bytes, tuple[int, bytes]] = {}  # digest -> (round, bytes)
         self.rounds: dict[int, Collected] = {}
+        self._reported: set[tuple[str, str]] = set()  # (hotkey, refusal) already warned about
 
     def round(self, r: int) -> Collected:
         return self.rounds.setdefault(r, Collected())
@@ -92,7 +93,7 @@ class ContributionPool:
             seen = collected.first_seen.setdefault(meta.hotkey, time.time() if pushed is None else min(pushed, time.time()))
             if seen > reveal and meta.hotkey not in collected.vectors:
                 if meta.digest not in collected.rejected:
-                    log.warning("ignoring %s's contribution: announced after the reveal time", meta.hotkey)
+                    self._refusal(meta.hotkey, "ignoring %s's contribution: announced after the reveal time", meta.hotkey)
                     collected.refuse(meta)
                 continue
             if time.time() >= reveal and self._wanted(collected, meta):
@@ -104,9 +105,16 @@ class ContributionPool:
             return False
         if meta.codec != self.codec_name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
             collected.refuse(meta)
-            log.warning("rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
+            self._refusal(meta.hotkey, "rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
             return False
         return True
+
+    def _refusal(self, hotkey: str, message: str, *args: object) -> None:
+        """Warn once per hotkey and kind of refusal, then only at DEBUG: a hostile peer that announces
+        a terabyte every round filled every node's log with the same warning."""
+        first = (hotkey, message) not in self._reported
+        self._reported.add((hotkey, message))
+        log.log(logging.WARNING if first else logging.DEBUG, message + ("" if first else " (again)"), *args)
 
     async def _fetch_into(self, collected: Collected, meta: ContributionMeta) -> None:
         try:
