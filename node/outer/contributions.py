@@ -53,6 +53,14 @@ class Collected:
             task.cancel()
 
 
+def warn_once(reported: set[tuple[str, str]], hotkey: str, message: str, *args: object) -> None:
+    """Warn once per hotkey and kind of refusal, then only at DEBUG: a hostile peer that announced
+    a terabyte every round filled every node's log with the same warning."""
+    first = (hotkey, message) not in reported
+    reported.add((hotkey, message))
+    log.log(logging.WARNING if first else logging.DEBUG, message + ("" if first else " (again)"), *args)
+
+
 class ContributionPool:
     def __init__(self, run_id: bytes, swarm: Swarm, get: RegisteredGet, codec: Codec, codec_name: str, schedule: RoundSchedule) -> None:
         self.run_id = run_id
@@ -93,7 +101,7 @@ class ContributionPool:
             seen = collected.first_seen.setdefault(meta.hotkey, time.time() if pushed is None else min(pushed, time.time()))
             if seen > reveal and meta.hotkey not in collected.vectors:
                 if meta.digest not in collected.rejected:
-                    self._refusal(meta.hotkey, "ignoring %s's contribution: announced after the reveal time", meta.hotkey)
+                    warn_once(self._reported, meta.hotkey, "ignoring %s's contribution: announced after the reveal time", meta.hotkey)
                     collected.refuse(meta)
                 continue
             if time.time() >= reveal and self._wanted(collected, meta):
@@ -105,16 +113,9 @@ class ContributionPool:
             return False
         if meta.codec != self.codec_name or meta.nbytes > self.codec.max_payload_bytes(self.numel):
             collected.refuse(meta)
-            self._refusal(meta.hotkey, "rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
+            warn_once(self._reported, meta.hotkey, "rejecting %s's contribution: codec %r, %d bytes", meta.hotkey, meta.codec, meta.nbytes)
             return False
         return True
-
-    def _refusal(self, hotkey: str, message: str, *args: object) -> None:
-        """Warn once per hotkey and kind of refusal, then only at DEBUG: a hostile peer that announces
-        a terabyte every round filled every node's log with the same warning."""
-        first = (hotkey, message) not in self._reported
-        self._reported.add((hotkey, message))
-        log.log(logging.WARNING if first else logging.DEBUG, message + ("" if first else " (again)"), *args)
 
     async def _fetch_into(self, collected: Collected, meta: ContributionMeta) -> None:
         try:

@@ -43,6 +43,15 @@ M = TypeVar("M")
 Service = Callable[[P2P], Awaitable[None]]  # registers a stream handler on a daemon
 
 
+def background(tasks: set[asyncio.Task], work: Awaitable, name: str) -> asyncio.Task:
+    """Run `work` as a task held in `tasks` until it ends (shutdown cancels what is left)."""
+    task = asyncio.ensure_future(work)
+    task.set_name(name)
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
+    return task
+
+
 class Swarm:
     def __init__(
         self,
@@ -69,7 +78,9 @@ class Swarm:
         self.refused_streams = 0
         self.inbox = push.Inbox(records.RunRecordValidator(run_id, chain), round_now=round_now)
         self._tasks: set[asyncio.Task] = set()  # pushes and stores in flight
-        self._reads = PatientReads(self._dht_read)
+        self._reads = PatientReads(
+            lambda key: dht_answer(self.dht.get(key, latest=True, return_future=True), f"reading {key}", None)  # type: ignore[union-attr]
+        )
         self._watchdog: asyncio.Task | None = None
 
     async def start(self, lookup: transfer.BlobLookup, *services: Service) -> None:
@@ -127,19 +138,12 @@ class Swarm:
         within the read patience; a slower store goes on in the background (under a partition the
         online binding's store took 9 s and held round 3's start past its latest, node/swarm/reads.py)."""
         assert self.dht is not None
-        self._background(self._push(msg), "record-push")
+        background(self._tasks, self._push(msg), "record-push")
         expires_at = min(expires_at, get_dht_time() + MAX_RECORD_TTL - 60)
         stored = self.dht.store(records.key_for(msg), wire.encode(msg), expires_at, subkey=msg.hotkey, return_future=True)  # type: ignore[attr-defined]
-        task = self._background(dht_answer(stored, f"storing a {type(msg).__name__}", False), "record-store")
+        task = background(self._tasks, dht_answer(stored, f"storing a {type(msg).__name__}", False), "record-store")
         done, _ = await asyncio.wait({task}, timeout=READ_PATIENCE)
         return bool(task.result()) if task in done else False
-
-    def _background(self, work: Awaitable, name: str) -> asyncio.Task:
-        task = asyncio.ensure_future(work)
-        task.set_name(name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def _push(self, msg: object) -> None:
         assert self.p2p is not None
@@ -148,10 +152,6 @@ class Swarm:
             await push.push(self.p2p, peers, self.run_id, msg)
         except Exception as e:  # a background task: the DHT copy stands, the next record tries again
             log.warning("pushing a %s failed: %r", type(msg).__name__, e)
-
-    async def _dht_read(self, key: str):
-        assert self.dht is not None
-        return await dht_answer(self.dht.get(key, latest=True, return_future=True), f"reading {key}", None)
 
     async def get(self, key: str, kind: type[M]) -> list[M]:
         """Every valid `kind` message stored under `key` or pushed to us for it, one per signer. A DHT
