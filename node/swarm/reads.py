@@ -1,10 +1,11 @@
 """DHT reads that do not hold a round up.
 
 Under a partition a hivemind read waits on RPC timeouts to the peers it cannot
-reach. In the partition scenario (seed 2) nodes saw the announcements of their
-own half, pushed to them at once, only when such a read returned, after the
-reveal time: they refused them, signed round 2 late with one contribution, and
-no node could train round 3 from θ_2 in time. So a read here waits a while for
+reach. In the partition scenario (seeds 2 and 3) nodes saw the announcements
+of their own half, pushed to them at once, only when such a read returned,
+after the reveal time: they refused them, and each half merged one contribution
+instead of two (the store beside it, node/swarm/presence.py, cost the whole
+swarm its next round). So a read here waits a while for
 the DHT; a slower one keeps running, and the next read of the key takes its
 answer. Records under a key only accumulate, so an answer a few seconds old,
 merged with what was pushed since, is a subset of a fresh one and never
