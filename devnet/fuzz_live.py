@@ -61,6 +61,9 @@ class NodeFigures:
     rss_growth_mib: float  # second half minus first half
     peak_rss_mib: float  # the largest peak of any round
     tracebacks: int  # "Traceback" lines in its log
+    # least-squares slope of RSS over the later half of rounds: the halves' medians also hold the
+    # warm-up (a node's RSS climbs for its first ~25 rounds, attacked or not), the slope does not
+    rss_trend_mib_per_round: float = 0.0
 
 
 @dataclass
@@ -118,8 +121,18 @@ def node_figures(name: str, alive: bool, log: dict[int, RoundReport], node_log: 
     first = statistics.median([x.rss_bytes for x in ordered[:half]] or [0]) / mib
     second = statistics.median([x.rss_bytes for x in ordered[half:]] or [0]) / mib
     peak = max((x.peak_rss_bytes for x in ordered), default=0) / mib
+    later = [x.rss_bytes / mib for x in ordered[half:]]
+    trend = statistics.linear_regression(range(len(later)), later).slope if len(later) >= 2 else 0.0
     return NodeFigures(
-        name, alive, len(ordered), round(first, 1), round(second, 1), round(second - first, 1), round(peak, 1), tracebacks(node_log)
+        name,
+        alive,
+        len(ordered),
+        round(first, 1),
+        round(second, 1),
+        round(second - first, 1),
+        round(peak, 1),
+        tracebacks(node_log),
+        round(trend, 2),
     )
 
 
@@ -258,6 +271,7 @@ def main() -> int:
     for n in result.nodes:
         print(
             f"  {n.name}: alive {n.alive}, median RSS {n.rss_first_half_mib} -> {n.rss_second_half_mib} MiB (peak {n.peak_rss_mib}),"
+            f" {n.rss_trend_mib_per_round:+} MiB a round over the later half,"
             f" {n.tracebacks} tracebacks"
         )
     print("fuzz_live: " + ("passed" if result.passed else "FAILED: " + "; ".join(result.failures)))
