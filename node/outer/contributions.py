@@ -98,7 +98,7 @@ class ContributionPool:
         reveal = self.schedule.deadlines(r).reveal
         for meta in metas:
             pushed = self.swarm.inbox.received(key, meta.hotkey)
-            seen = collected.first_seen.setdefault(meta.hotkey, time.time() if pushed is None else min(pushed, time.time()))
+            seen = collected.first_seen.setdefault(meta.hotkey, time.time() if pushed is None else pushed)
             if seen > reveal and meta.hotkey not in collected.vectors:
                 if meta.digest not in collected.rejected:
                     warn_once(self._reported, meta.hotkey, "ignoring %s's contribution: announced after the reveal time", meta.hotkey)
