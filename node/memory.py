@@ -7,7 +7,10 @@ fall between round reports; the round report carries the peak so far.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import os
+from functools import cache
 
 import psutil
 
@@ -24,6 +27,35 @@ def tree_rss(pid: int | None = None) -> int:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue  # exited between listing and reading
     return total
+
+
+@cache
+def _libc_trim():
+    """glibc's malloc_trim, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None
+    if trim is not None:
+        trim.argtypes = [ctypes.c_size_t]
+        trim.restype = ctypes.c_int
+    return trim
+
+
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the OS; False where the C library cannot.
+
+    Why: glibc keeps freed memory in its arenas, and a round frees a lot of it
+    (payloads, decoded contributions, the verifier's windows, serialized
+    state). In a 3-node control run of the live fuzzer, the main process grew
+    from about 500 MiB to 1.5-1.8 GiB over 30-45 rounds, and one malloc_trim(0)
+    took it back to 490-530 MiB: the growth was freed memory kept, not live
+    objects. Trimming once a round, when the round's buffers are gone, keeps
+    that from piling up; it costs milliseconds.
+    """
+    trim = _libc_trim()
+    if trim is None:
+        return False
+    trim(0)
+    return True
 
 
 class PeakRss:

@@ -149,4 +149,5 @@ async def finish_round(node: SwarmNode, r: int, report: RoundReport, manifest: R
     report.append_to(node.files.rounds)
     node.status.round_finished(report)
     node.forget_before(r - KEPT_ROUNDS)
+    await node.verification.forget(r)
     prune_payload_files(node.files.payloads, r - KEPT_ROUNDS)

@@ -16,7 +16,7 @@ from pathlib import Path
 from node.chain import ChainError, ChainView
 from node.checkpoint.state import manifest_path, save_checkpoint, save_feedback, save_inner
 from node.fsutil import atomic_write
-from node.memory import PeakRss
+from node.memory import PeakRss, release_free_heap
 from node.round.report import RoundReport
 from node.round.states import StateBook
 from node.swarm.records import validator_rejections
@@ -92,7 +92,8 @@ def save_private(files: LocalFiles, feedback: ErrorFeedback, trainer: InnerTrain
 
 
 async def report_defences(report: RoundReport, swarm: Swarm, unregistered: int, memory: PeakRss) -> None:
-    """What the Sybil defences refused so far (cumulative), and this node's memory."""
+    """What the Sybil defences refused so far (cumulative), and this node's memory once the round's
+    freed heap is handed back (the peak, sampled every second, still counts every transient)."""
     report.unregistered_records = unregistered
     report.refused_streams = swarm.refused_streams
     report.records_only_pushed = swarm.inbox.filled
@@ -101,5 +102,6 @@ async def report_defences(report: RoundReport, swarm: Swarm, unregistered: int, 
         report.dht_rejections = await dht_answer(rejections, "reading the DHT's refusals", None)
     except Exception as e:  # the DHT process is gone: the report goes out without it
         log.debug("could not read the DHT validator's counts: %r", e)
+    await asyncio.to_thread(release_free_heap)  # the round's buffers are gone: see node.memory
     report.rss_bytes = await asyncio.to_thread(memory.sample)
     report.peak_rss_bytes = memory.peak

@@ -79,6 +79,10 @@ class Verification:
             self.scores.add(record)
             self.verdicts.append((r, record.subject, record.verdict))
             await self.board.post(record)
+
+    async def forget(self, r: int) -> None:
+        """Records and evidence from before the audit window of round r. Every round, verifier or not:
+        a signer that does not verify still keeps the validators' records it reads."""
         await asyncio.to_thread(self.audit.prune, r - self.audit_rounds)
         self.scores.forget_before(r - self.audit_rounds)
 

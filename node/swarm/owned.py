@@ -14,6 +14,10 @@ protocol itself only needs clocks close enough for its deadlines, which it enfor
 (an announcement that arrives after the reveal is ignored, whoever's clock was late). The DHT
 process here accepts CLOCK_TOLERANCE_SECONDS; a node further off refuses to start and says by how
 much (ClockSkew).
+
+hivemind's daemon client also kept the task of every DHT request whose caller gave up, for the
+process's life (found by reading the code while looking for what grows); see
+_always_forget_handled_calls.
 """
 
 from __future__ import annotations
@@ -27,6 +31,28 @@ import time
 import hivemind
 import hivemind.dht.protocol
 import psutil
+from hivemind.p2p.p2p_daemon_bindings.control import ControlClient
+
+
+def _always_forget_handled_calls() -> None:
+    """hivemind's ControlClient forgets a call's handler task only when the handler runs to its end. A
+    call its caller cancels (a timeout, or a peer doing it in a loop) or one for an unknown protocol stays
+    in `_handler_tasks` for ever. The wrapper makes the entry go in every case."""
+    original = ControlClient._handle_persistent_request
+    if getattr(original, "forgets_every_call", False):
+        return
+
+    async def handle(self: ControlClient, call_id, request) -> None:
+        try:
+            await original(self, call_id, request)
+        finally:
+            self._handler_tasks.pop(call_id, None)
+
+    handle.forgets_every_call = True
+    ControlClient._handle_persistent_request = handle
+
+
+_always_forget_handled_calls()  # at import, so in the DHT process (a fork) too
 
 PARENT_CHECK_SECONDS = 1.0
 CLOCK_TOLERANCE_SECONDS = 10.0

@@ -99,6 +99,9 @@ class Swarm:
             host_maddrs=[f"/ip4/{self.host}/tcp/{self.port}"],
             identity_path=str(self.identity_path),
             record_validators=[records.RunRecordValidator(self.run_id, self.chain, round_now=self.inbox.round_now)],
+            # hivemind's get-reuse keeps an entry for every key ever read (about 1.8 KB each, never
+            # removed): a node reads new keys every round. PatientReads already joins concurrent reads.
+            reuse_get_requests=False,
             start=True,
             await_ready=True,
         )
