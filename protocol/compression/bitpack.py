@@ -1,4 +1,5 @@
-"""Vectorized bit packing (numpy, no Python loop over elements or chunks).
+"""Vectorized bit packing, no Python loop over elements or chunks: packing in torch on the
+encoder's device, unpacking in numpy on the host, where decoders check hostile payloads.
 
 Bit order is little-endian throughout: bit ``p`` of a stream is
 ``(stream[p >> 3] >> (p & 7)) & 1``, and a ``b``-bit field written at bit
@@ -10,53 +11,69 @@ takes ``ceil(N / 8)`` bytes; the unused high bits of its last byte are zero
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from .base import CompressionError
 
-__all__ = ["pack_fixed", "unpack_fixed", "stream_bits", "bits_to_bytes", "nbytes_for_bits"]
+__all__ = ["pack_fields", "pack_fixed", "pack_bits", "bit_stream", "unpack_fixed", "stream_bits", "nbytes_for_bits"]
 
 
 def nbytes_for_bits(nbits: int) -> int:
     return (nbits + 7) >> 3
 
 
-def pack_fixed(values: np.ndarray, bits: int) -> bytes:
-    """Pack non-negative integers ``values`` (each < 2**bits, 1 <= bits <= 32)
-    as consecutive ``bits``-wide fields."""
+def pack_fields(values: torch.Tensor, bits: int) -> torch.Tensor:
+    """Non-negative integers ``values`` (each < 2**bits, 1 <= bits <= 32) as
+    consecutive ``bits``-wide fields: a uint8 tensor on their device (encoders
+    pack where the tensor lives, and only the packed bytes reach the host)."""
     if not 1 <= bits <= 32:
         raise ValueError(f"bits must be in [1, 32], got {bits}")
-    v = np.ascontiguousarray(values, dtype="<u4").reshape(-1)
-    if v.size == 0:
-        return b""
+    v = values.reshape(-1).to(torch.int64)
+    if v.numel() == 0:
+        return torch.empty(0, dtype=torch.uint8, device=v.device)
     if bits == 8:
-        return v.astype(np.uint8).tobytes()
-    if bits == 16:
-        return v.astype("<u2").tobytes()
-    if bits == 12 and v.size % 2 == 0:
-        # Fast path: two 12-bit fields -> three bytes.
-        pair = v.reshape(-1, 2)
-        word = pair[:, 0] | (pair[:, 1] << 12)  # 24 bits, little-endian
-        out = np.empty((pair.shape[0], 3), dtype=np.uint8)
-        out[:, 0] = word & 0xFF
-        out[:, 1] = (word >> 8) & 0xFF
-        out[:, 2] = word >> 16
-        return out.tobytes()
-    if 8 % bits == 0:
-        # 1, 2 or 4 bits: several fields per byte.
+        return v.to(torch.uint8)
+    if bits == 12 and v.numel() % 2 == 0:  # two fields in three bytes
+        word = v[0::2] | (v[1::2] << 12)
+        return ((word[:, None] >> _shifts(3, 8, v.device)) & 0xFF).to(torch.uint8).reshape(-1)
+    if 8 % bits == 0:  # 1, 2 or 4 bits: several fields per byte
         per = 8 // bits
-        pad = (-v.size) % per
+        pad = (-v.numel()) % per
         if pad:
-            v = np.concatenate([v, np.zeros(pad, dtype=v.dtype)])
-        shifts = (np.arange(per, dtype=np.uint32) * bits)[None, :]
-        return (v.reshape(-1, per) << shifts).sum(axis=1, dtype=np.uint32).astype(np.uint8).tobytes()
-    # General case: through a 0/1 matrix.
-    shifts = np.arange(bits, dtype=np.uint32)
-    matrix = ((v[:, None] >> shifts) & 1).astype(np.uint8)
-    return np.packbits(matrix.reshape(-1), bitorder="little").tobytes()
+            v = torch.cat([v, v.new_zeros(pad)])
+        return (v.view(-1, per) << _shifts(per, bits, v.device)).sum(dim=1).to(torch.uint8)
+    matrix = (v[:, None] >> _shifts(bits, 1, v.device)) & 1
+    return pack_bits(matrix.reshape(-1))
+
+
+def pack_fixed(values: np.ndarray, bits: int) -> bytes:
+    """pack_fields for a host array, as bytes: what a fuzzer or a hand-built payload needs."""
+    return pack_fields(torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64)), bits).numpy().tobytes()
+
+
+def pack_bits(bits: torch.Tensor) -> torch.Tensor:
+    """A 0/1 tensor [N] as ceil(N / 8) bytes (uint8, same device), bit ``p`` at
+    ``byte[p >> 3] >> (p & 7)``."""
+    bits = bits.to(torch.int64)
+    pad = (-bits.numel()) % 8
+    if pad:
+        bits = torch.cat([bits, bits.new_zeros(pad)])
+    return (bits.view(-1, 8) << _shifts(8, 1, bits.device)).sum(dim=1).to(torch.uint8)
+
+
+def bit_stream(positions: torch.Tensor, nbits: int) -> torch.Tensor:
+    """A stream of ``nbits`` bits with ones exactly at ``positions`` (uint8 bytes, same device)."""
+    bits = torch.zeros(nbits, dtype=torch.int64, device=positions.device)
+    bits[positions] = 1
+    return pack_bits(bits)
+
+
+def _shifts(count: int, step: int, device) -> torch.Tensor:
+    return torch.arange(0, count * step, step, dtype=torch.int64, device=device)
 
 
 def unpack_fixed(buf: bytes | memoryview | np.ndarray, bits: int, count: int, offset: int = 0) -> np.ndarray:
-    """Inverse of :func:`pack_fixed`: ``count`` fields of ``bits`` bits starting
+    """Inverse of :func:`pack_fields`: ``count`` fields of ``bits`` bits starting
     at byte ``offset`` of ``buf`` (int64 array). The caller has already checked
     that ``nbytes_for_bits(count * bits)`` bytes are there; the unused bits of
     the last byte must be zero."""
@@ -88,13 +105,6 @@ def unpack_fixed(buf: bytes | memoryview | np.ndarray, bits: int, count: int, of
     matrix = np.unpackbits(raw, bitorder="little", count=count * bits).reshape(count, bits)
     weights = np.int64(1) << np.arange(bits, dtype=np.int64)
     return matrix.astype(np.int64) @ weights
-
-
-def bits_to_bytes(bit_positions: np.ndarray, nbits: int) -> bytes:
-    """A stream of ``nbits`` bits with ones exactly at ``bit_positions``."""
-    bits = np.zeros(nbits, dtype=np.uint8)
-    bits[bit_positions] = 1
-    return np.packbits(bits, bitorder="little").tobytes()
 
 
 def stream_bits(buf: bytes | memoryview, offset: int, nbytes: int) -> np.ndarray:

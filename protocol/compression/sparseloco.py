@@ -88,9 +88,10 @@ from .base import (
     register_codec,
 )
 from .bitpack import (
-    bits_to_bytes,
+    bit_stream,
     nbytes_for_bits,
-    pack_fixed,
+    pack_bits,
+    pack_fields,
     stream_bits,
     unpack_fixed,
 )
@@ -129,8 +130,12 @@ class _Layout:
         self.code_bytes = nbytes_for_bits(self.count * spec.value_bits)
 
     def chunk_of_entries(self, k: int) -> np.ndarray:
-        """Chunk number of each kept entry (int64 [S])."""
+        """Chunk number of each kept entry (int64 [S]), for a decoder."""
         return np.minimum(np.arange(self.count, dtype=np.int64) // k, max(self.nchunks - 1, 0))
+
+    def entry_chunks(self, k: int, device) -> torch.Tensor:
+        """chunk_of_entries as a tensor on ``device``, for an encoder."""
+        return (torch.arange(self.count, dtype=torch.int64, device=device) // k).clamp(max=max(self.nchunks - 1, 0))
 
     def kept_per_chunk(self, k: int) -> np.ndarray:
         kept = np.full(self.nchunks, k, dtype=np.int64)
@@ -168,7 +173,8 @@ class _SparseBase(NamedCodec):
         return _HEADER.pack(self.magic, _VERSION, s.chunk, s.k, s.value_bits, s.scale_group, numel)
 
     def _select_quantize(self, vector: torch.Tensor):
-        """(layout, indices within chunk int64 [S], codes int64 [S], levels fp16 [ng, L])."""
+        """(layout, indices within chunk int64 [S], codes int64 [S], levels fp16 [ng, L]), all on the
+        device of what top-k selects from."""
         s = self._spec
         with torch.no_grad():
             x = check_vector(vector)
@@ -176,11 +182,13 @@ class _SparseBase(NamedCodec):
             idx, vals = select_topk(self._forward(x), s.chunk, s.k)
             if not bool(torch.isfinite(vals).all()):
                 raise CompressionError("cannot encode a vector containing NaN or inf")
-            idx_np = idx.cpu().numpy().astype(np.int64)
-            val_np = vals.cpu().numpy()
-        group_of = lay.chunk_of_entries(s.k) // s.scale_group
-        codes, levels = quantize(val_np, group_of, lay.ngroups, s.value_bits)
-        return lay, idx_np, codes, levels
+            group_of = lay.entry_chunks(s.k, vals.device) // s.scale_group
+            codes, levels = quantize(vals, group_of, lay.ngroups, s.value_bits)
+        return lay, idx.to(torch.int64), codes, levels
+
+    def _payload(self, numel: int, parts: list[torch.Tensor]) -> bytes:
+        """The header and the packed parts, which reach the host only here."""
+        return self._header(numel) + torch.cat([p.reshape(-1) for p in parts]).cpu().numpy().tobytes()
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         """What top-k selects from (the identity here; a transform in dct.py)."""
@@ -236,14 +244,8 @@ class SparseLoCoCodec(_SparseBase):
 
     def encode(self, vector: torch.Tensor) -> bytes:
         lay, idx, codes, levels = self._select_quantize(vector)
-        return b"".join(
-            (
-                self._header(lay.numel),
-                levels.astype("<f2").tobytes(),
-                pack_fixed(idx, self._index_bits),
-                pack_fixed(codes, self._spec.value_bits),
-            )
-        )
+        levels = levels.reshape(-1).view(torch.uint8)  # binary16, little-endian as every torch device
+        return self._payload(lay.numel, [levels, pack_fields(idx, self._index_bits), pack_fields(codes, self._spec.value_bits)])
 
     def decode(self, payload: bytes, numel: int, device: torch.device | str = "cpu") -> torch.Tensor:
         numel = check_numel(numel)
@@ -307,45 +309,31 @@ class SparseLoCoECCodec(_SparseBase):
     def encode(self, vector: torch.Tensor) -> bytes:
         s = self._spec
         lay, idx, codes, levels = self._select_quantize(vector)
-        nc = lay.nchunks
-        kept = lay.kept_per_chunk(s.k)
-        chunk_of = lay.chunk_of_entries(s.k)
+        device = idx.device
+        kept = torch.from_numpy(lay.kept_per_chunk(s.k)).to(device)
+        chunk_of = lay.entry_chunks(s.k, device)
         starts = _exclusive_cumsum(kept)
         # Gaps between sorted indices, restarting at every chunk.
-        gaps = idx.copy()
+        gaps = idx.clone()
         if lay.count:
             gaps[1:] -= idx[:-1] + 1
             gaps[starts] = idx[starts]
         # Bits per chunk for every Rice parameter; the first minimum wins.
-        if nc:
-            costs = np.empty((self._rmax + 1, nc), dtype=np.int64)
-            for r in range(self._rmax + 1):
-                costs[r] = np.add.reduceat(gaps >> r, starts) + kept * (1 + r)
-            r_chunk = np.argmin(costs, axis=0).astype(np.int64)
-        else:
-            r_chunk = np.zeros(0, dtype=np.int64)
-        r_e = r_chunk[chunk_of]
-        # Remainders: entry e's r_e bits start at the running sum of the r's before it.
-        rem_off = _exclusive_cumsum(r_e)
-        total_rem = int(r_e.sum())
-        rem = gaps & ((np.int64(1) << r_e) - 1)
-        parts = []
-        for b in range(self._rmax + 1):
-            hit = (r_e > b) & (((rem >> b) & 1) == 1)
-            parts.append(rem_off[hit] + b)
-        remainders = bits_to_bytes(np.concatenate(parts), total_rem) if total_rem else b""
-        ones = np.cumsum((gaps >> r_e) + 1) - 1
-        unary = bits_to_bytes(ones, int(ones[-1]) + 1) if ones.size else b""
-        return b"".join(
-            (
-                self._header(lay.numel),
-                pack_fixed(r_chunk, 4),
-                levels.astype("<f2").tobytes(),
-                pack_fixed(codes, s.value_bits),
-                remainders,
-                unary,
-            )
+        costs = torch.stack(
+            [
+                torch.zeros(lay.nchunks, dtype=torch.int64, device=device).index_add_(0, chunk_of, gaps >> r) + kept * (1 + r)
+                for r in range(self._rmax + 1)
+            ]
         )
+        r_chunk = costs.argmin(dim=0) if lay.nchunks else kept
+        r_e = r_chunk[chunk_of]
+        # Remainders: entry after entry, the low r_e bits of its gap, low bit first.
+        low_bits = torch.arange(self._rmax, dtype=torch.int64, device=device)
+        remainders = pack_bits(((gaps[:, None] >> low_bits) & 1)[low_bits < r_e[:, None]])
+        ones = torch.cumsum((gaps >> r_e) + 1, dim=0) - 1
+        unary = bit_stream(ones, int(ones[-1]) + 1) if lay.count else ones.new_empty(0, dtype=torch.uint8)
+        levels = levels.reshape(-1).view(torch.uint8)
+        return self._payload(lay.numel, [pack_fields(r_chunk, 4), levels, pack_fields(codes, s.value_bits), remainders, unary])
 
     # ---------------------------------------------------------------- decode
 
@@ -420,7 +408,10 @@ class SparseLoCoECCodec(_SparseBase):
         return self._assemble(lay, chunk_of, idx, codes, levels, device)
 
 
-def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
+def _exclusive_cumsum(a):
+    """Sums of the elements before each one (int64), of a numpy array or a tensor alike."""
+    if isinstance(a, torch.Tensor):
+        return torch.cumsum(a, dim=0) - a
     out = np.zeros(a.size, dtype=np.int64)
     if a.size > 1:
         np.cumsum(a[:-1], out=out[1:])

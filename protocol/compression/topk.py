@@ -79,7 +79,7 @@ TOPK_HEADER_BYTES = _HEADER.size  # 21
 _FP16_MAX = 65504.0
 
 # Chunks are processed in slabs of about this many elements, to bound the
-# memory of the int64 selection keys without a Python loop per chunk.
+# memory of the magnitudes and the mask without a Python loop per chunk.
 _SLAB_ELEMS_CPU = 1 << 22
 _SLAB_ELEMS_CUDA = 1 << 25
 
@@ -197,28 +197,27 @@ def select_topk(x: torch.Tensor, chunk: int, k: int) -> tuple[torch.Tensor, torc
     ``x``: 1-D contiguous float32 (any device). Returns (indices within their
     chunk, int32; values, float32), chunk after chunk, ascending within each
     chunk: ``k`` per full chunk, then ``min(k, R)`` for a partial last chunk.
-    Non-finite inputs are not checked here."""
+    Raises CompressionError for a chunk holding NaN; an inf is selected like
+    any other value (callers refuse it by checking the kept values)."""
     numel = x.numel()
     full, rem = divmod(numel, chunk)
     device = x.device
-    # Tie-break term: lower index -> larger key.
-    low = 0xFFFF - torch.arange(chunk, dtype=torch.int64, device=device)
     idx_parts: list[torch.Tensor] = []
     val_parts: list[torch.Tensor] = []
     if full:
         rows = x[: full * chunk].view(full, chunk)
         slab_elems = _SLAB_ELEMS_CUDA if device.type == "cuda" else _SLAB_ELEMS_CPU
         step = max(1, min(full, slab_elems // chunk))
-        key = torch.empty((step, chunk), dtype=torch.int64, device=device)
+        magnitude = torch.empty((step, chunk), dtype=torch.float32, device=device)
         for start in range(0, full, step):
             block = rows[start : start + step]
-            i, v = _select(block, k, low, key[: block.shape[0]])
+            i, v = _select(block, k, magnitude[: block.shape[0]])
             idx_parts.append(i)
             val_parts.append(v)
-        del key
+        del magnitude
     if rem:
-        key = torch.empty((1, rem), dtype=torch.int64, device=device)
-        i, v = _select(x[full * chunk :].view(1, rem), min(k, rem), low[:rem], key)
+        block = x[full * chunk :].view(1, rem)
+        i, v = _select(block, min(k, rem), torch.empty_like(block))
         idx_parts.append(i)
         val_parts.append(v)
     if not idx_parts:
@@ -227,24 +226,41 @@ def select_topk(x: torch.Tensor, chunk: int, k: int) -> tuple[torch.Tensor, torc
             torch.empty(0, dtype=torch.float32, device=device),
         )
     if len(idx_parts) == 1:
-        return idx_parts[0].reshape(-1), val_parts[0].reshape(-1)
-    return (
-        torch.cat([p.reshape(-1) for p in idx_parts]),
-        torch.cat([p.reshape(-1) for p in val_parts]),
-    )
+        return idx_parts[0], val_parts[0]
+    return torch.cat(idx_parts), torch.cat(val_parts)
 
 
-def _select(rows: torch.Tensor, k: int, low: torch.Tensor, key: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per row of ``rows`` (float32, contiguous), the ``k`` entries with the
-    largest key (|x| bits, then lower index), as (sorted indices int32, values).
-    ``key`` is int64 scratch of the same shape as ``rows`` (reused across
-    slabs: large fresh allocations cost page faults on every call)."""
-    key.copy_(rows.view(torch.int32))  # sign-extends; the mask below drops it
-    key.bitwise_and_(0x7FFFFFFF)
-    torch.add(low, key, alpha=1 << 16, out=key)  # (|x| bits << 16) | (65535 - j)
-    sel = torch.topk(key, k, dim=1, largest=True, sorted=False).indices
-    sel = torch.sort(sel, dim=1).values
-    return sel.to(torch.int32), rows.gather(1, sel)
+def _select(rows: torch.Tensor, k: int, magnitude: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row of ``rows`` (float32, contiguous), the ``k`` entries of largest
+    |x| (ties to the lower index), as flat (indices within their row, int32;
+    values), row after row, ascending within each row.
+
+    Why not top-k over integer keys (|x| bits, then index), the first version:
+    building the int64 keys cost more than the top-k itself. A top-k over the
+    float32 magnitudes finds the same entries unless a row holds more entries
+    equal to its k-th largest magnitude ``t`` than places are left for them;
+    counting the entries at or above ``t`` finds those rows, and they are
+    settled by the rule itself: everything above ``t``, then the
+    lowest-indexed entries equal to it. (Non-negative IEEE floats order as
+    their bit patterns, so this is the module's key rule exactly.)
+    ``magnitude`` is float32 scratch of the rows' shape, reused across slabs:
+    large fresh allocations cost a page fault per page on every call."""
+    torch.abs(rows, out=magnitude)
+    top = torch.topk(magnitude, k, dim=1, largest=True, sorted=False)
+    threshold = top.values.amin(dim=1, keepdim=True)
+    if bool(torch.isnan(threshold).any()):  # NaN sorts above every number, and amin passes it on
+        raise CompressionError("cannot encode a vector containing NaN or inf")
+    chosen = top.indices
+    tied = ((magnitude >= threshold).sum(dim=1) > k).nonzero().reshape(-1)
+    if tied.numel():
+        level = magnitude[tied]
+        equal = level == threshold[tied]
+        above = level > threshold[tied]
+        places = k - above.sum(dim=1, keepdim=True)
+        keep = above | (equal & (equal.cumsum(dim=1) <= places))
+        chosen[tied] = keep.nonzero()[:, 1].view(-1, k)
+    chosen = torch.sort(chosen, dim=1).values
+    return chosen.to(torch.int32).reshape(-1), rows.gather(1, chosen).reshape(-1)
 
 
 register_codec(TopKCodec.name, TopKCodec)
