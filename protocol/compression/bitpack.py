@@ -28,21 +28,17 @@ def pack_fields(values: torch.Tensor, bits: int) -> torch.Tensor:
     pack where the tensor lives, and only the packed bytes reach the host)."""
     if not 1 <= bits <= 32:
         raise ValueError(f"bits must be in [1, 32], got {bits}")
-    v = values.reshape(-1).to(torch.int64)
+    v = values.reshape(-1)
     if v.numel() == 0:
         return torch.empty(0, dtype=torch.uint8, device=v.device)
     if bits == 8:
         return v.to(torch.uint8)
     if bits == 12 and v.numel() % 2 == 0:  # two fields in three bytes
-        word = v[0::2] | (v[1::2] << 12)
-        return ((word[:, None] >> _shifts(3, 8, v.device)) & 0xFF).to(torch.uint8).reshape(-1)
+        word = v[0::2].to(torch.int32) | (v[1::2].to(torch.int32) << 12)
+        return torch.stack([word & 0xFF, (word >> 8) & 0xFF, word >> 16], dim=1).to(torch.uint8).reshape(-1)
     if 8 % bits == 0:  # 1, 2 or 4 bits: several fields per byte
-        per = 8 // bits
-        pad = (-v.numel()) % per
-        if pad:
-            v = torch.cat([v, v.new_zeros(pad)])
-        return (v.view(-1, per) << _shifts(per, bits, v.device)).sum(dim=1).to(torch.uint8)
-    matrix = (v[:, None] >> _shifts(bits, 1, v.device)) & 1
+        return _or_columns(v.to(torch.uint8), 8 // bits, bits)
+    matrix = (v.to(torch.int64)[:, None] >> torch.arange(bits, device=v.device)) & 1
     return pack_bits(matrix.reshape(-1))
 
 
@@ -54,22 +50,26 @@ def pack_fixed(values: np.ndarray, bits: int) -> bytes:
 def pack_bits(bits: torch.Tensor) -> torch.Tensor:
     """A 0/1 tensor [N] as ceil(N / 8) bytes (uint8, same device), bit ``p`` at
     ``byte[p >> 3] >> (p & 7)``."""
-    bits = bits.to(torch.int64)
-    pad = (-bits.numel()) % 8
-    if pad:
-        bits = torch.cat([bits, bits.new_zeros(pad)])
-    return (bits.view(-1, 8) << _shifts(8, 1, bits.device)).sum(dim=1).to(torch.uint8)
+    return _or_columns(bits.to(torch.uint8), 8, 1)
 
 
 def bit_stream(positions: torch.Tensor, nbits: int) -> torch.Tensor:
     """A stream of ``nbits`` bits with ones exactly at ``positions`` (uint8 bytes, same device)."""
-    bits = torch.zeros(nbits, dtype=torch.int64, device=positions.device)
+    bits = torch.zeros(nbits, dtype=torch.uint8, device=positions.device)
     bits[positions] = 1
     return pack_bits(bits)
 
 
-def _shifts(count: int, step: int, device) -> torch.Tensor:
-    return torch.arange(0, count * step, step, dtype=torch.int64, device=device)
+def _or_columns(fields: torch.Tensor, per: int, width: int) -> torch.Tensor:
+    """uint8 ``fields`` (each < 2**width), ``per`` to a byte, low field first; zero padding."""
+    pad = (-fields.numel()) % per
+    if pad:
+        fields = torch.cat([fields, fields.new_zeros(pad)])
+    rows = fields.view(-1, per)
+    out = rows[:, 0].clone()
+    for i in range(1, per):
+        out |= rows[:, i] << (i * width)
+    return out
 
 
 def unpack_fixed(buf: bytes | memoryview | np.ndarray, bits: int, count: int, offset: int = 0) -> np.ndarray:
