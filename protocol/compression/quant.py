@@ -110,9 +110,7 @@ def check_levels(levels: np.ndarray) -> None:
 
 def dequantize(codes: np.ndarray, levels: np.ndarray, group_of: np.ndarray, value_bits: int) -> np.ndarray:
     """float32 values for ``codes`` (ints < 2**value_bits) with checked ``levels``."""
-    lv = levels.astype(np.float32)
-    if value_bits == 1:
-        mag = lv[group_of, 0]
-    else:
-        mag = lv[group_of, codes >> 1]
-    return np.where((codes & 1).astype(bool), -mag, mag).astype(np.float32)
+    flat = levels.astype(np.float32).reshape(-1)
+    values = flat[group_of] if value_bits == 1 else flat[2 * group_of + (codes >> 1)]
+    np.negative(values, out=values, where=(codes & 1).astype(bool))
+    return values
