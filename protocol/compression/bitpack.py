@@ -15,7 +15,7 @@ import torch
 
 from .base import CompressionError
 
-__all__ = ["pack_fields", "pack_fixed", "pack_bits", "bit_stream", "unpack_fixed", "stream_bits", "nbytes_for_bits"]
+__all__ = ["pack_fields", "pack_fixed", "pack_bits", "bit_stream", "pack_varying", "unpack_fixed", "stream_bits", "nbytes_for_bits"]
 
 
 def nbytes_for_bits(nbits: int) -> int:
@@ -54,10 +54,26 @@ def pack_bits(bits: torch.Tensor) -> torch.Tensor:
 
 
 def bit_stream(positions: torch.Tensor, nbits: int) -> torch.Tensor:
-    """A stream of ``nbits`` bits with ones exactly at ``positions`` (uint8 bytes, same device)."""
-    bits = torch.zeros(nbits, dtype=torch.uint8, device=positions.device)
-    bits[positions] = 1
-    return pack_bits(bits)
+    """A stream of ``nbits`` bits with ones exactly at ``positions`` (distinct; uint8 bytes, same
+    device). Each one is added to its byte, with no array of single bits."""
+    out = torch.zeros(nbytes_for_bits(nbits), dtype=torch.int32, device=positions.device)
+    out.index_add_(0, positions >> 3, (1 << (positions & 7)).to(torch.int32))
+    return out.to(torch.uint8)
+
+
+def pack_varying(values: torch.Tensor, widths: torch.Tensor) -> torch.Tensor:
+    """Fields of ``widths`` bits each (0 to 17; ``values`` int64 below 2**width) back to back, low
+    bit first: uint8 bytes on their device. Each field, shifted to its bit offset, spans at most
+    three bytes; its pieces are added into them (the fields' bits are disjoint, so adding is OR),
+    which costs three scatters instead of an array of every bit."""
+    starts = torch.cumsum(widths, dim=0) - widths
+    nbits = int(widths.sum())
+    word = values << (starts & 7)
+    byte = starts >> 3
+    out = torch.zeros(nbytes_for_bits(nbits) + 3, dtype=torch.int32, device=values.device)
+    for piece in range(3):
+        out.index_add_(0, byte + piece, ((word >> (8 * piece)) & 0xFF).to(torch.int32))
+    return out[: nbytes_for_bits(nbits)].to(torch.uint8)
 
 
 def _or_columns(fields: torch.Tensor, per: int, width: int) -> torch.Tensor:

@@ -90,8 +90,8 @@ from .base import (
 from .bitpack import (
     bit_stream,
     nbytes_for_bits,
-    pack_bits,
     pack_fields,
+    pack_varying,
     stream_bits,
     unpack_fixed,
 )
@@ -328,9 +328,7 @@ class SparseLoCoECCodec(_SparseBase):
         r_chunk = costs.argmin(dim=0) if lay.nchunks else kept
         r_e = r_chunk[chunk_of]
         # Remainders: entry after entry, the low r_e bits of its gap, low bit first.
-        low_bits = torch.arange(self._rmax, dtype=torch.int32, device=device)
-        narrow = gaps.to(torch.int32)[:, None]  # gaps < chunk <= 65536
-        remainders = pack_bits(((narrow >> low_bits) & 1)[low_bits < r_e.to(torch.int32)[:, None]])
+        remainders = pack_varying(gaps & ((1 << r_e) - 1), r_e)
         ones = torch.cumsum((gaps >> r_e) + 1, dim=0) - 1
         unary = bit_stream(ones, int(ones[-1]) + 1) if lay.count else ones.new_empty(0, dtype=torch.uint8)
         levels = levels.reshape(-1).view(torch.uint8)

@@ -79,3 +79,17 @@ def test_cuda_payloads_equal_cpu_payloads_at_run_shapes(name):
     x = torch.randn(3_000_000, generator=torch.Generator().manual_seed(7)) * torch.rand(3_000_000).pow(3)
     codec = get_codec(CodecSpec(name=name, chunk=4096, k=64, value_bits=2, scale_group=32))
     assert codec.encode(x.cuda()) == codec.encode(x)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_varying_fields_and_bit_streams_pack_bit_by_bit(seed):
+    from protocol.compression.bitpack import bit_stream, pack_varying
+
+    g = torch.Generator().manual_seed(seed)
+    widths = torch.randint(0, 18, (int(torch.randint(0, 300, (1,), generator=g)),), generator=g)
+    values = torch.randint(0, 1 << 17, widths.shape, generator=g) & ((1 << widths) - 1)
+    bits = [int(v) >> b & 1 for v, w in zip(values.tolist(), widths.tolist(), strict=True) for b in range(w)]
+    expect = bytes(sum(bit << i for i, bit in enumerate(bits[j : j + 8])) for j in range(0, len(bits), 8))
+    assert pack_varying(values, widths).numpy().tobytes() == expect
+    ones = torch.tensor([i for i, bit in enumerate(bits) if bit], dtype=torch.int64)
+    assert bit_stream(ones, len(bits)).numpy().tobytes() == expect
