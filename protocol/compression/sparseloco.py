@@ -137,6 +137,14 @@ class _Layout:
         """chunk_of_entries as a tensor on ``device``, for an encoder."""
         return (torch.arange(self.count, dtype=torch.int64, device=device) // k).clamp(max=max(self.nchunks - 1, 0))
 
+    def chunk_sums(self, values: torch.Tensor, k: int) -> torch.Tensor:
+        """Per chunk, the sum of its kept entries' ``values`` (one row per full chunk: no scatter)."""
+        head = self.full * k
+        sums = values[:head].view(self.full, k).sum(dim=1, dtype=torch.int64)
+        if self.count > head:
+            sums = torch.cat([sums, values[head:].sum(dtype=torch.int64).reshape(1)])
+        return sums
+
     def kept_per_chunk(self, k: int) -> np.ndarray:
         kept = np.full(self.nchunks, k, dtype=np.int64)
         if self.rem:
@@ -319,12 +327,8 @@ class SparseLoCoECCodec(_SparseBase):
             gaps[1:] -= idx[:-1] + 1
             gaps[starts] = idx[starts]
         # Bits per chunk for every Rice parameter; the first minimum wins.
-        costs = torch.stack(
-            [
-                torch.zeros(lay.nchunks, dtype=torch.int64, device=device).index_add_(0, chunk_of, gaps >> r) + kept * (1 + r)
-                for r in range(self._rmax + 1)
-            ]
-        )
+        narrow = gaps.to(torch.int32)  # a chunk's gaps sum to less than its length, at most 65536
+        costs = torch.stack([lay.chunk_sums(narrow >> r, s.k) + kept * (1 + r) for r in range(self._rmax + 1)])
         r_chunk = costs.argmin(dim=0) if lay.nchunks else kept
         r_e = r_chunk[chunk_of]
         # Remainders: entry after entry, the low r_e bits of its gap, low bit first.
