@@ -84,7 +84,7 @@ class AuditStore:
             keep_blobs.update(d.hex() for d in record.inputs())
             keep_states.add(record.base_state_hash.hex())
         for path in (self.root / "blobs").glob("*"):
-            if path.name not in keep_blobs:
+            if path.name not in keep_blobs and not path.name.startswith("."):  # a dot-file is a write in flight
                 path.unlink(missing_ok=True)
         for path in (self.root / "states").glob("*.st"):
             if path.stem not in keep_states:
