@@ -44,6 +44,7 @@ class Verification:
     # held while a verification writes: it stores the inputs before the record that names them, and a
     # prune meanwhile took them for garbage (found by the live fuzzer, seed 7)
     _writing: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _pruned_before: int = -1  # a prune reads every record: once a round is enough
 
     def start(self, r: int, base: Base, manifest: RoundManifest, validators: set[str]) -> None:
         if self.board.keypair.ss58_address in validators and (self._running is None or self._running.done()):
@@ -86,7 +87,7 @@ class Verification:
             self.scores.add(record)
             self.verdicts.append((r, record.subject, record.verdict))
             await self.board.post(record)
-        await asyncio.to_thread(self.audit.prune, r - self.audit_rounds)
+        await self._prune(r - self.audit_rounds)
 
     async def forget(self, r: int) -> None:
         """Records and evidence from before the audit window of round r. Every round, verifier or not:
@@ -94,7 +95,13 @@ class Verification:
         self.scores.forget_before(r - self.audit_rounds)
         if not self._writing.locked():  # else the running verification prunes when it is done
             async with self._writing:
-                await asyncio.to_thread(self.audit.prune, r - self.audit_rounds)
+                await self._prune(r - self.audit_rounds)
+
+    async def _prune(self, before: int) -> None:
+        """The audit store's records before round `before`; only while `_writing` is held."""
+        if before > self._pruned_before:
+            self._pruned_before = before
+            await asyncio.to_thread(self.audit.prune, before)
 
     async def read_validators_verdicts(self, r: int, subjects: list[str], validators: set[str], rounds: int = 2) -> None:
         """Records of the `rounds` rounds before r by `validators` (not us) about `subjects`, into the
