@@ -25,7 +25,8 @@ from .base import (
 from .dct import DemoDCTCodec
 from .dense import DenseFP16Codec
 from .feedback import ErrorFeedback
-from .sparseloco import SPARSE_HEADER_BYTES, SparseLoCoCodec, SparseLoCoECCodec
+from .sparseloco import SPARSE_HEADER_BYTES, SparseLoCoCodec
+from .sparseloco_ec import SparseLoCoECCodec
 from .topk import TOPK_HEADER_BYTES, TOPK_MAGIC, TOPK_VERSION, TopKCodec
 
 __all__ = [

@@ -22,7 +22,7 @@ import scipy.fft
 import torch
 
 from .base import CodecSpec, register_codec
-from .sparseloco import SparseLoCoCodec, _Layout
+from .sparseloco import Layout, SparseLoCoCodec
 
 __all__ = ["DemoDCTCodec", "DCT_MAGIC"]
 
@@ -46,7 +46,7 @@ class DemoDCTCodec(SparseLoCoCodec):
         coeffs = scipy.fft.dct(rows, type=2, norm="ortho", axis=1, overwrite_x=True)
         return torch.from_numpy(coeffs.astype(np.float32).reshape(-1))
 
-    def _inverse(self, out: torch.Tensor, lay: _Layout) -> torch.Tensor:
+    def _inverse(self, out: torch.Tensor, lay: Layout) -> torch.Tensor:
         c = self._spec.chunk
         coeffs = out.numpy().astype(np.float64).reshape(lay.nchunks, c)
         rows = scipy.fft.idct(coeffs, type=2, norm="ortho", axis=1, overwrite_x=True)
