@@ -64,6 +64,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from benchmarks.compression_codecs import (  # noqa: E402
+    ABLATIONS,
     ENTRIES,
     HIVEMIND_NAMES,
     HIVEMIND_ONLY,
@@ -76,20 +77,35 @@ from benchmarks.compression_training import Task, load_corpus, overhead, train_e
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def best_dense_loss(rows: list[dict]) -> float | None:
+    """The issue's yardstick: the lowest final loss of any uncompressed or dense-quantized entry."""
+    dense = [
+        r["final_eval_loss"]
+        for r in rows
+        if "final_eval_loss" in r and r.get("settings", {}).get("codec", "").startswith(("fp32", "dense", "hivemind"))
+    ]
+    return min(dense) if dense else None
+
+
 def table(rows: list[dict], full: bool) -> str:
-    """The printed table: codec figures, and in full mode the training columns against dense fp32."""
+    """The printed table: codec figures, and in full mode the training columns against the best dense entry."""
     head = f"{'codec':<22} {'bytes':>12} {'x fp32':>8} {'enc MB/s':>9} {'dec MB/s':>9} {'rel err':>8}"
     if full:
-        head += f" {'B/peer/round':>13} {'final loss':>10} {'vs fp32':>8}"
+        head += f" {'B/peer/round':>13} {'x fp32':>7} {'final loss':>10} {'vs dense':>8}"
     lines = [head, "-" * len(head)]
-    base = next((r.get("final_eval_loss") for r in rows if r["name"] == "dense-fp32"), None)
+    base = best_dense_loss(rows)
+
+    def cell(value: float | None, fmt: str, width: int) -> str:
+        return format(value, fmt) if value is not None else f"{'-':>{width}}"
+
     for r in rows:
-        enc = f"{r['encode_MBps']:9.1f}" if r.get("encode_MBps") else f"{'-':>9}"
-        dec = f"{r['decode_MBps']:9.1f}" if r.get("decode_MBps") else f"{'-':>9}"
-        line = f"{r['name']:<22} {r['bytes_100m']:>12,d} {r['ratio_vs_fp32']:8.1f} {enc} {dec} {r['rel_error']:8.4f}"
+        line = (
+            f"{r['name']:<22} {cell(r['bytes_100m'], '>12,d', 12)} {cell(r['ratio_vs_fp32'], '8.1f', 8)} "
+            f"{cell(r['encode_MBps'], '9.1f', 9)} {cell(r['decode_MBps'], '9.1f', 9)} {cell(r['rel_error'], '8.4f', 8)}"
+        )
         if full and "final_eval_loss" in r:
             rel = (r["final_eval_loss"] / base - 1) * 100 if base else float("nan")
-            line += f" {r['bytes_per_peer_round']:>13,.0f} {r['final_eval_loss']:10.4f} {rel:+7.2f}%"
+            line += f" {r['bytes_per_peer_round']:>13,.0f} {r['ratio_vs_fp32_tiny']:7.1f} {r['final_eval_loss']:10.4f} {rel:+7.2f}%"
         lines.append(line)
     return "\n".join(lines)
 
@@ -126,6 +142,32 @@ def plot(rows: list[dict], path: Path, task: Task) -> bool:
     return True
 
 
+def codec_section(entries: list[Entry], preset: str) -> tuple[list[dict], int]:
+    print(f"== codec figures on the parameter shapes of {preset}", flush=True)
+    x, ntensors = synthetic_pseudo_gradient(preset)
+    print(f"   {x.numel():,d} values in {ntensors} tensors", flush=True)
+    extra = [Entry(HIVEMIND_NAMES[n], f"hivemind:{n}") for n in HIVEMIND_ONLY]
+    figures = codec_figures(entries + extra, x, repeat=3)  # best of 3: one call is too noisy on 2 shared cores
+    numel = x.numel()
+    del x
+    gc.collect()
+    return figures, numel
+
+
+def overhead_section(entries: list[Entry], corpus, inner_steps: int) -> dict:
+    print("== the 5% criterion: codec work of one demo round vs its inner-loop compute", flush=True)
+    ovh = overhead(entries, corpus, also_steps=inner_steps)
+    for c in ovh["codecs"]:
+        print(
+            f"  {c['name']:<24} {c['seconds'] * 1000:8.1f} ms  = {100 * c['fraction_of_inner']:5.2f}% of "
+            f"{ovh['inner_seconds']:.2f} s ({ovh['inner_steps']} steps, {ovh['preset']});  "
+            f"{100 * c['fraction_of_inner_also']:5.2f}% of {ovh['also']['inner_seconds']:.2f} s "
+            f"({ovh['also']['inner_steps']} steps)",
+            flush=True,
+        )
+    return ovh
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="codec figures and the 5%% check only (< 2 min)")
@@ -133,7 +175,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inner-steps", type=int, default=10, help="inner steps per round (full mode)")
     ap.add_argument("--peers", type=int, default=4)
     ap.add_argument("--preset", default="base100m", help="model preset whose parameter shapes the codec figures use")
-    ap.add_argument("--entries", default="", help="comma-separated subset of entry names (full mode)")
+    ap.add_argument("--entries", default="", help="comma-separated entry names (full mode; the ablations too)")
+    ap.add_argument("--training-only", action="store_true", help="skip the codec figures and the 5%% check")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
@@ -143,29 +186,16 @@ def main(argv: list[str] | None = None) -> int:
     entries = ENTRIES
     if args.entries:
         wanted = set(args.entries.split(","))
-        entries = [e for e in ENTRIES if e.name in wanted]
+        entries = [e for e in ENTRIES + ABLATIONS if e.name in wanted]
+        if unknown := wanted - {e.name for e in entries}:
+            ap.error(f"unknown entries: {', '.join(sorted(unknown))}")
     t0 = time.perf_counter()
-
-    print(f"== codec figures on the parameter shapes of {args.preset}", flush=True)
-    x, ntensors = synthetic_pseudo_gradient(args.preset)
-    print(f"   {x.numel():,d} values in {ntensors} tensors", flush=True)
-    extra = [Entry(HIVEMIND_NAMES[n], f"hivemind:{n}") for n in HIVEMIND_ONLY]
-    figures = codec_figures(entries + extra, x, repeat=3)  # best of 3: one call is too noisy on 2 shared cores
-    fig_numel = x.numel()
-    del x
-    gc.collect()
-
+    figures, fig_numel, ovh = [], 0, None
+    if not args.training_only:
+        figures, fig_numel = codec_section(entries, args.preset)
     corpus = load_corpus()
-    print("== the 5% criterion: codec work of one demo round vs its inner-loop compute", flush=True)
-    ovh = overhead(entries, corpus, also_steps=args.inner_steps)
-    for c in ovh["codecs"]:
-        print(
-            f"  {c['name']:<24} {c['seconds'] * 1000:8.1f} ms  = {100 * c['fraction_of_inner']:5.2f}% of "
-            f"{ovh['inner_seconds']:.2f} s ({ovh['inner_steps']} steps, {ovh['preset']});  "
-            f"{100 * c['fraction_of_inner_also']:5.2f}% of {ovh['also']['inner_seconds']:.2f} s "
-            f"({ovh['also']['inner_steps']} steps)",
-            flush=True,
-        )
+    if not args.training_only:
+        ovh = overhead_section(entries, corpus, args.inner_steps)
 
     task = Task(peers=args.peers, rounds=args.rounds, inner_steps=args.inner_steps)
     runs: dict[str, dict] = {}
@@ -190,7 +220,9 @@ def main(argv: list[str] | None = None) -> int:
 
     by_name = {e.name: e for e in entries}
     rows = []
-    for f in figures:
+    for f in figures or [
+        {"name": e.name, "ratio_vs_fp32": None, "encode_MBps": None, "decode_MBps": None, "rel_error": None, "bytes": None} for e in entries
+    ]:
         row = {
             "name": f["name"],
             "ratio_vs_fp32": f["ratio_vs_fp32"],
@@ -243,6 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         result["training"] = {
             "task": {k: (v.hex() if isinstance(v, bytes) else v) for k, v in task.__dict__.items()},
             "dense_fp32_final_eval_loss": base["final_eval_loss"] if base else None,
+            "best_dense_final_eval_loss": best_dense_loss(rows),
             "wall_seconds": {n: r["wall_seconds"] for n, r in runs.items() if "shared_run_with" not in r},
         }
     args.out.mkdir(parents=True, exist_ok=True)

@@ -38,9 +38,14 @@ class Entry:
     outer_lr: float = 0.7
     outer_momentum: float = 0.9
     ef_beta: float | None = None  # None: no error feedback
+    first_round_k: int | None = None  # k of round 0 only (a denser first round); None: k
+    # "all": the node's mean over every contribution; "senders": per coordinate, over the
+    # contributions that sent it (a coordinate one peer of four sent is not divided by four).
+    mean: str = "all"
 
-    def spec(self) -> CodecSpec:
-        return CodecSpec(name=self.codec, chunk=self.chunk, k=self.k, value_bits=self.value_bits, scale_group=self.scale_group)
+    def spec(self, round_: int = 1) -> CodecSpec:
+        k = self.first_round_k if round_ == 0 and self.first_round_k else self.k
+        return CodecSpec(name=self.codec, chunk=self.chunk, k=k, value_bits=self.value_bits, scale_group=self.scale_group)
 
     @property
     def beta(self) -> float:
@@ -52,6 +57,10 @@ class Entry:
         d = {"codec": self.codec}
         if not self.codec.startswith(("fp32", "hivemind", "dense")):
             d.update(chunk=self.chunk, k=self.k)
+            if self.first_round_k:
+                d.update(first_round_k=self.first_round_k)
+        if self.mean != "all":
+            d["mean"] = self.mean
             if self.codec != "topk":
                 d.update(value_bits=self.value_bits, scale_group=self.scale_group)
         d["outer"] = {"lr": self.outer_lr, "momentum": self.outer_momentum, "nesterov": True}
@@ -72,6 +81,18 @@ ENTRIES = [
     Entry("sparseloco", "sparseloco", **SPARSE),
     Entry("sparseloco-ec", "sparseloco-ec", **SPARSE),
     Entry("demo-dct", "demo-dct", **SPARSE),
+]
+# Candidates for the short-run gap (issue 18): each changes one thing of `sparseloco`'s recipe.
+# Named with --entries; not in the default run.
+ABLATIONS = [
+    Entry("sl-fp16-values", "topk", chunk=4096, k=64, outer_lr=1.0, outer_momentum=0.0, ef_beta=0.95),
+    *(Entry(f"sl-k{k}", "sparseloco", **{**SPARSE, "k": k}) for k in (32, 128, 256, 1024)),
+    *(Entry(f"sl-beta{b}", "sparseloco", **{**SPARSE, "ef_beta": b}) for b in (0.0, 0.5, 0.9, 0.99, 1.0)),
+    *(Entry(f"sl-lr{lr}", "sparseloco", **{**SPARSE, "outer_lr": lr}) for lr in (0.7, 1.5, 2.0, 3.0)),
+    Entry("sl-nesterov", "sparseloco", **{**SPARSE, "outer_lr": 0.7, "outer_momentum": 0.9}),
+    Entry("sl-1bit", "sparseloco", **{**SPARSE, "value_bits": 1}),
+    *(Entry(f"sl-first{k}", "sparseloco", **SPARSE, first_round_k=k) for k in (256, 1024)),
+    Entry("sl-senders", "sparseloco", **SPARSE, mean="senders"),
 ]
 HIVEMIND_ONLY = ["Float16Compression", "Quantile8BitQuantization"]  # codec figures only
 HIVEMIND_NAMES = {"Float16Compression": "hivemind-float16", "Quantile8BitQuantization": "hivemind-quantile8bit"}
@@ -99,13 +120,13 @@ class HivemindCodec:
         return self.impl.extract(msg).reshape(-1).float().to(device)
 
 
-def make_codec(entry: Entry) -> Codec | HivemindCodec | None:
-    """The entry's codec; None for raw fp32, which DiLoCo sends as is."""
+def make_codec(entry: Entry, round_: int = 1) -> Codec | HivemindCodec | None:
+    """The entry's codec in round `round_`; None for raw fp32, which DiLoCo sends as is."""
     if entry.codec == "fp32":
         return None
     if entry.codec.startswith("hivemind:"):
         return HivemindCodec(entry.codec.split(":", 1)[1])
-    return get_codec(entry.spec())
+    return get_codec(entry.spec(round_))
 
 
 def synthetic_pseudo_gradient(preset: str, seed: int = 0) -> tuple[torch.Tensor, int]:

@@ -79,9 +79,13 @@ class Swarm:
         pages = assign_pages(t.run_id, r, peer.hotkey, self.corpus.num_pages, t.pages_per_round, self.excluded)
         return peer.delta(t.run_id, r, self.state.theta, self.corpus.pages(pages), t.inner_steps)
 
-    def apply(self, outer: OuterOptimizer, vectors: list[torch.Tensor]) -> None:
+    def apply(self, outer: OuterOptimizer, vectors: list[torch.Tensor], mean: str = "all") -> None:
         """θ_{r+1} as every node computes it. Each contribution has weight 1: the peers have the same
-        standing, so a manifest would weigh them alike (ManifestEntry's default)."""
+        standing, so a manifest would weigh them alike (ManifestEntry's default). `mean="senders"`
+        (a candidate, not the node's rule) rescales each coordinate to the mean over the peers that sent it."""
+        if mean == "senders":
+            senders = torch.stack([v != 0 for v in vectors]).sum(dim=0).clamp(min=1).to(torch.float32)
+            vectors = [v * (len(vectors) / senders) for v in vectors]
         self.state = next_state(outer, self.state, vectors, [1.0] * len(vectors))
 
     def eval(self) -> float:
@@ -172,8 +176,9 @@ def train_entry(entry: Entry, task: Task, corpus: Corpus, shadow: Entry | None =
     decode to the very same vectors every round (its bytes are recorded too)."""
     swarm = Swarm(task, corpus)
     numel = swarm.state.theta.numel()
-    codec = make_codec(entry)
+    codec, first = make_codec(entry), make_codec(entry, round_=0)
     twin = make_codec(shadow) if shadow else None
+    twin_first = make_codec(shadow, round_=0) if shadow else None
     # The twin's own residuals: they stay equal to the codec's for as long as its decodes are.
     twin_feedback = [ErrorFeedback() for _ in swarm.peers]
     outer = OuterOptimizer(lr=entry.outer_lr, momentum=entry.outer_momentum, nesterov=True)
@@ -183,15 +188,15 @@ def train_entry(entry: Entry, task: Task, corpus: Corpus, shadow: Entry | None =
         contributions, nbytes, twin_bytes = [], [], []
         for p, peer in enumerate(swarm.peers):
             delta = swarm.train_peer(p, r)
-            vec, size = send(peer.feedback, delta, codec, entry.beta)
+            vec, size = send(peer.feedback, delta, codec if r else first, entry.beta)
             if twin is not None:
-                twin_vec, twin_size = send(twin_feedback[p], delta, twin, shadow.beta)
+                twin_vec, twin_size = send(twin_feedback[p], delta, twin if r else twin_first, shadow.beta)
                 if not torch.equal(twin_vec, vec):
                     raise AssertionError(f"{shadow.name} decoded differently from {entry.name} in round {r}")
                 twin_bytes.append(twin_size)
             contributions.append(vec)
             nbytes.append(size)
-        swarm.apply(outer, contributions)
+        swarm.apply(outer, contributions, entry.mean)
         losses.append(swarm.eval())
         sent.append(sum(nbytes) / len(nbytes))
         twin_sent.append(sum(twin_bytes) / len(twin_bytes) if twin_bytes else 0)
