@@ -68,7 +68,10 @@ class Entry:
         return d
 
 
-SPARSE = dict(chunk=4096, k=64, value_bits=2, scale_group=32, outer_lr=1.0, outer_momentum=0.0, ef_beta=0.95)
+# The node's default recipe (node/config.py): outer SGD at lr 3, error feedback with decay 0.9.
+SPARSE = dict(chunk=4096, k=64, value_bits=2, scale_group=32, outer_lr=3.0, outer_momentum=0.0, ef_beta=0.9)
+# SparseLoCo's published recipe (lr 1, decay 0.95), the default until issue 18: the ablations change it one thing at a time.
+ANCHOR = {**SPARSE, "outer_lr": 1.0, "ef_beta": 0.95}
 
 ENTRIES = [
     Entry("dense-fp32", "fp32"),
@@ -85,14 +88,18 @@ ENTRIES = [
 # Candidates for the short-run gap (issue 18): each changes one thing of `sparseloco`'s recipe.
 # Named with --entries; not in the default run.
 ABLATIONS = [
+    Entry("sl-anchor", "sparseloco", **ANCHOR),
     Entry("sl-fp16-values", "topk", chunk=4096, k=64, outer_lr=1.0, outer_momentum=0.0, ef_beta=0.95),
-    *(Entry(f"sl-k{k}", "sparseloco", **{**SPARSE, "k": k}) for k in (32, 128, 256, 1024)),
-    *(Entry(f"sl-beta{b}", "sparseloco", **{**SPARSE, "ef_beta": b}) for b in (0.0, 0.5, 0.9, 0.99, 1.0)),
-    *(Entry(f"sl-lr{lr}", "sparseloco", **{**SPARSE, "outer_lr": lr}) for lr in (0.7, 1.5, 2.0, 3.0)),
-    Entry("sl-nesterov", "sparseloco", **{**SPARSE, "outer_lr": 0.7, "outer_momentum": 0.9}),
-    Entry("sl-1bit", "sparseloco", **{**SPARSE, "value_bits": 1}),
-    *(Entry(f"sl-first{k}", "sparseloco", **SPARSE, first_round_k=k) for k in (256, 1024)),
-    Entry("sl-senders", "sparseloco", **SPARSE, mean="senders"),
+    *(Entry(f"sl-k{k}", "sparseloco", **{**ANCHOR, "k": k}) for k in (32, 128, 256, 1024)),
+    *(Entry(f"sl-beta{b}", "sparseloco", **{**ANCHOR, "ef_beta": b}) for b in (0.0, 0.5, 0.9, 0.99, 1.0)),
+    *(Entry(f"sl-lr{lr}", "sparseloco", **{**ANCHOR, "outer_lr": lr}) for lr in (0.7, 1.5, 2.0, 3.0, 4.0)),
+    Entry("sl-nesterov", "sparseloco", **{**ANCHOR, "outer_lr": 0.7, "outer_momentum": 0.9}),
+    Entry("sl-1bit", "sparseloco", **{**ANCHOR, "value_bits": 1}),
+    *(Entry(f"sl-first{k}", "sparseloco", **ANCHOR, first_round_k=k) for k in (256, 1024)),
+    Entry("sl-senders", "sparseloco", **ANCHOR, mean="senders"),
+    *(Entry(f"sl-lr{lr}-beta{b}", "sparseloco", **{**ANCHOR, "outer_lr": lr, "ef_beta": b}) for lr in (2.0, 3.0) for b in (0.9, 0.99)),
+    *(Entry(f"sl-senders-lr{lr}", "sparseloco", **{**ANCHOR, "outer_lr": lr}, mean="senders") for lr in (1.5, 2.0)),
+    Entry("sl-1bit-lr2.0", "sparseloco", **{**ANCHOR, "outer_lr": 2.0, "value_bits": 1}),
 ]
 HIVEMIND_ONLY = ["Float16Compression", "Quantile8BitQuantization"]  # codec figures only
 HIVEMIND_NAMES = {"Float16Compression": "hivemind-float16", "Quantile8BitQuantization": "hivemind-quantile8bit"}

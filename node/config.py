@@ -69,9 +69,9 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class OuterSpec:
-    # SparseLoCo's recipe: the error-feedback buffer acts as the momentum, so the outer
-    # step is plain SGD with lr 1 (benchmarks/compression.py: better for dense too).
-    lr: float = 1.0
+    # Error feedback is the momentum, so plain SGD; lr 3, not SparseLoCo's 1: a sparse mean moves each
+    # coordinate too little in short runs (docs/DESIGN.md, "The short-run gap").
+    lr: float = 3.0
     momentum: float = 0.0
     nesterov: bool = True
     # G: most contributions a manifest may name. (The one spec name left from when "gather" meant four
@@ -95,7 +95,7 @@ class CodecSettings:
     k: int = 64
     value_bits: int = 2
     scale_group: int = 32
-    error_feedback_beta: float = 0.95
+    error_feedback_beta: float = 0.9  # with outer lr 3 (0.95 with lr 1, SparseLoCo's recipe)
 
     def __post_init__(self) -> None:
         from protocol.compression import CodecSpec, registered_codecs

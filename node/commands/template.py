@@ -54,7 +54,7 @@ COMMENTS: dict[str, str] = {
     "train.warmup_steps": "linear warmup of the inner AdamW over its first steps on a node",
     # [outer]
     "outer": "the outer step that applies the round's compressed pseudo-gradients to the shared weights",
-    "outer.lr": "the outer step's learning rate (SparseLoCo's recipe: 1 with error feedback as the momentum)",
+    "outer.lr": "the outer step's learning rate (3 with error feedback as the momentum; docs/DESIGN.md)",
     "outer.momentum": "outer SGD momentum; 0 with the error-feedback codecs",
     "outer.nesterov": "Nesterov momentum (only matters with momentum > 0)",
     "outer.gather_size": "G: most contributions a manifest names per round; upper bound of the useful swarm per round",
