@@ -97,7 +97,11 @@ ABLATIONS = [
     Entry("sl-1bit", "sparseloco", **{**ANCHOR, "value_bits": 1}),
     *(Entry(f"sl-first{k}", "sparseloco", **ANCHOR, first_round_k=k) for k in (256, 1024)),
     Entry("sl-senders", "sparseloco", **ANCHOR, mean="senders"),
-    *(Entry(f"sl-lr{lr}-beta{b}", "sparseloco", **{**ANCHOR, "outer_lr": lr, "ef_beta": b}) for lr in (2.0, 3.0) for b in (0.9, 0.99)),
+    *(
+        Entry(f"sl-lr{lr}-beta{b}", "sparseloco", **{**ANCHOR, "outer_lr": lr, "ef_beta": b})
+        for lr in (2.0, 3.0, 4.0)
+        for b in (0.8, 0.85, 0.9, 0.99)
+    ),
     *(Entry(f"sl-senders-lr{lr}", "sparseloco", **{**ANCHOR, "outer_lr": lr}, mean="senders") for lr in (1.5, 2.0)),
     Entry("sl-1bit-lr2.0", "sparseloco", **{**ANCHOR, "outer_lr": 2.0, "value_bits": 1}),
 ]
