@@ -4,6 +4,8 @@
     .venv/bin/python benchmarks/compression.py           # + the 4-peer training comparison (~9 min)
     .venv/bin/python benchmarks/compression.py --preset tiny --inner-steps 40 --rounds 12 \
         --entries dense-fp32,dense-fp32-sgd,sparseloco,sparseloco-ec,demo-dct --out DIR   # demo settings
+    .venv/bin/python benchmarks/compression.py --training-only --preset tiny --inner-steps 40 --rounds 12 \
+        --entries dense-fp32-sgd,sl-anchor,sl-lr3.0 --out DIR   # training only: the ABLATIONS of compression_codecs.py
 
 Both modes:
 

@@ -59,10 +59,10 @@ class Entry:
             d.update(chunk=self.chunk, k=self.k)
             if self.first_round_k:
                 d.update(first_round_k=self.first_round_k)
-        if self.mean != "all":
-            d["mean"] = self.mean
             if self.codec != "topk":
                 d.update(value_bits=self.value_bits, scale_group=self.scale_group)
+        if self.mean != "all":
+            d["mean"] = self.mean
         d["outer"] = {"lr": self.outer_lr, "momentum": self.outer_momentum, "nesterov": True}
         d["error_feedback_beta"] = self.ef_beta
         return d
